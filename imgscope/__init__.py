@@ -1,0 +1,3 @@
+"""imgscope: what is inside a container image, layer by layer."""
+
+__version__ = "0.1.0"

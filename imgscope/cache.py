@@ -1,0 +1,152 @@
+"""Layer scans cached by DiffID in SQLite, so base layers are read once per machine.
+
+A scan is a pure function of the layer's bytes, so the DiffID (plus the
+scanner's version, bumped whenever a scan's content changes) is a complete
+key.  SQLite in WAL mode makes concurrent imgscope runs safe; a cache file
+that is corrupt or was written by something else is moved aside and rebuilt,
+never a crash.  Records are ``marshal``-ed tuples (fast, and unlike pickle
+they cannot run code when read), compressed with zlib.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sqlite3
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgscope.model import Entry, LayerScan
+
+# Bump whenever LayerScan or Entry change shape or meaning.
+SCANNER_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """``$IMGSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/imgscope``, else ``~/.cache/imgscope``."""
+    explicit = os.environ.get("IMGSCOPE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imgscope"
+
+
+def _encode(scan: LayerScan) -> bytes:
+    entries = tuple(
+        (e.path, e.type, e.mode, e.uid, e.gid, e.size, e.tar_size, e.mtime, e.link, e.digest, e.xattrs,
+         e.devmajor, e.devminor)
+        for e in scan.entries
+    )
+    record = (scan.diff_id, scan.tar_bytes, entries, scan.whiteouts, scan.opaques, scan.warnings, scan.estargz)
+    return zlib.compress(marshal.dumps(record), 1)
+
+
+def _decode(blob: bytes) -> LayerScan:
+    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz = marshal.loads(zlib.decompress(blob))
+    return LayerScan(
+        diff_id=diff_id,
+        tar_bytes=tar_bytes,
+        entries=tuple(Entry(*fields) for fields in entries),
+        whiteouts=tuple(whiteouts),
+        opaques=tuple(opaques),
+        warnings=tuple(warnings),
+        estargz=bool(estargz),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """What ``imgscope cache info`` reports."""
+
+    path: str
+    layers: int
+    bytes: int
+
+
+class ScanCache:
+    """A handle on the cache database; every failure degrades to 'not cached'."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._connect()
+        except (sqlite3.DatabaseError, OSError):
+            self._db = self._rebuild()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS scans (diff_id TEXT NOT NULL, version INTEGER NOT NULL, "
+            "data BLOB NOT NULL, PRIMARY KEY (diff_id, version))"
+        )
+        db.execute("SELECT count(*) FROM scans").fetchone()
+        return db
+
+    def _rebuild(self) -> sqlite3.Connection | None:
+        try:
+            if self.path.exists():
+                self.path.replace(self.path.with_suffix(".corrupt"))
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            return self._connect()
+        except (sqlite3.DatabaseError, OSError):
+            return None
+
+    def get(self, diff_id: str) -> LayerScan | None:
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT data FROM scans WHERE diff_id = ? AND version = ?", (diff_id, SCANNER_VERSION)
+            ).fetchone()
+            if row is None:
+                return None
+            scan = _decode(row[0])
+        except (sqlite3.DatabaseError, ValueError, TypeError, EOFError, zlib.error):
+            return None
+        return scan if scan.diff_id == diff_id else None
+
+    def has_all(self, diff_ids: list[str]) -> bool:
+        return all(self.get(d) is not None for d in diff_ids)
+
+    def put(self, scan: LayerScan) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO scans (diff_id, version, data) VALUES (?, ?, ?)",
+                (scan.diff_id, SCANNER_VERSION, _encode(scan)),
+            )
+        except sqlite3.DatabaseError:
+            pass
+
+    def info(self) -> CacheInfo:
+        layers = 0
+        if self._db is not None:
+            try:
+                layers = int(self._db.execute("SELECT count(*) FROM scans").fetchone()[0])
+            except sqlite3.DatabaseError:
+                layers = 0
+        size = sum(
+            p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
+        )
+        return CacheInfo(path=str(self.path), layers=layers, bytes=size)
+
+    def clear(self) -> int:
+        removed = self.info().layers
+        if self._db is not None:
+            try:
+                self._db.execute("DELETE FROM scans")
+                self._db.execute("VACUUM")
+            except sqlite3.DatabaseError:
+                self._db = self._rebuild()
+        return removed
+
+
+def open_cache() -> ScanCache:
+    """The cache of this user (see :func:`cache_dir`)."""
+    return ScanCache(cache_dir() / "scans.sqlite")

@@ -1,0 +1,201 @@
+"""Saved images on disk: ``docker save`` archives (both layouts), kaniko tarballs, OCI layouts.
+
+Opens the right store for a path (an uncompressed tar is indexed and read in
+place; a compressed one is read once as a stream; a directory is a layout),
+then reads ``manifest.json`` when there is one (FORMATS.md: prefer it over
+Docker 25's ``index.json``) or walks the OCI index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from imgscope.errors import ImgscopeError
+from imgscope.model import Image
+from imgscope.sources import oci
+from imgscope.sources.common import ImagePlan, LayerRef, LoadOptions, load_json, load_plan
+from imgscope.sources.compression import PLAIN, sniff
+from imgscope.sources.store import DirStore, StreamStore, Store, TarStore
+
+
+def open_store(path: Path, options: LoadOptions) -> Store:
+    """The store for a path: directory, plain tar, or compressed tar read as a stream."""
+    if path.is_dir():
+        return DirStore(path)
+    if not path.exists():
+        raise ImgscopeError(f"{path}: no such file or directory")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise ImgscopeError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not head:
+        raise ImgscopeError(f"{path}: the file is empty")
+    kind = sniff(head)
+    if kind != PLAIN:
+        from imgscope.sources.compression import decode_errors, open_decompressed
+
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is consumed
+        try:
+            stream, _ = open_decompressed(fh)
+            return StreamStore(
+                stream, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor
+            )
+        except ImgscopeError:
+            raise
+        except decode_errors() as exc:
+            raise ImgscopeError(f"{path}: {kind} archive does not decompress ({exc})") from exc
+        finally:
+            fh.close()
+    if len(head) < 512 or head[257:262] != b"ustar" and not _v7_tar(head):
+        raise ImgscopeError(f"{path}: unknown format (not a tar archive, an OCI layout or a compressed tar)")
+    return TarStore(path)
+
+
+def _v7_tar(head: bytes) -> bool:
+    """A pre-POSIX tar header still has a valid checksum."""
+    try:
+        stored = int(head[148:156].split(b"\x00", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(head) - sum(head[148:156]) + 256
+
+
+def _tag_matches(repo_tag: str, wanted: str) -> bool:
+    if repo_tag == wanted:
+        return True
+    name, _, tag = repo_tag.rpartition(":")
+    return tag == wanted or name == wanted and tag == "latest" or repo_tag.endswith("/" + wanted)
+
+
+def plan_docker_save(store: Store, tag: str | None) -> ImagePlan:
+    """Plan from ``manifest.json`` (legacy, Docker 25+, containerd store, kaniko)."""
+    manifest = load_json(store.read("manifest.json"), f"{store.label}: manifest.json")
+    if manifest is None:
+        raise ImgscopeError(f"{store.label}: manifest.json is null: the archive names no image")
+    if not isinstance(manifest, list):
+        raise ImgscopeError(f"{store.label}: manifest.json is not a list of images")
+    if not manifest:
+        raise ImgscopeError(f"{store.label}: manifest.json lists no image")
+    entries = [e for e in manifest if isinstance(e, dict)]
+    if len(entries) != len(manifest):
+        raise ImgscopeError(f"{store.label}: manifest.json has an entry that is not an object")
+    if tag:
+        chosen = [e for e in entries if any(_tag_matches(t, tag) for t in e.get("RepoTags") or [])]
+        if not chosen:
+            known = sorted(t for e in entries for t in e.get("RepoTags") or [])
+            raise ImgscopeError(
+                f"{store.label}: no image tagged {tag!r}" + (f"; tags here: {', '.join(known)}" if known else "")
+            )
+        entry = chosen[0]
+    elif len(entries) == 1:
+        entry = entries[0]
+    else:
+        listing = ", ".join(
+            ",".join(e.get("RepoTags") or []) or f"untagged {str(e.get('Config', '?'))[:24]}" for e in entries
+        )
+        raise ImgscopeError(f"{store.label}: holds {len(entries)} images, pick one with --image TAG: {listing}")
+    return _plan_entry(store, entry)
+
+
+def _plan_entry(store: Store, entry: dict[str, Any]) -> ImagePlan:
+    config_name = entry.get("Config")
+    layers = entry.get("Layers")
+    if not isinstance(config_name, str) or not isinstance(layers, list):
+        raise ImgscopeError(f"{store.label}: manifest.json entry lacks Config or Layers")
+    if not store.exists(config_name):
+        raise ImgscopeError(f"{store.label}: config {config_name} named in manifest.json is missing")
+    sources = entry.get("LayerSources") or {}
+    refs = []
+    for name in layers:
+        if not isinstance(name, str):
+            raise ImgscopeError(f"{store.label}: manifest.json has a layer name that is not a string")
+        if not store.exists(name):
+            raise ImgscopeError(f"{store.label}: layer {name} named in manifest.json is missing")
+        digest, media, size = _layer_facts(store, name, sources)
+        refs.append(LayerRef(name=name, digest=digest, media_type=media, compressed_size=size))
+    config_digest = _digest_from_name(config_name)
+    return ImagePlan(
+        config_name=config_name,
+        layers=tuple(refs),
+        tags=tuple(str(t) for t in entry.get("RepoTags") or []),
+        manifest_digest=_manifest_digest(store, config_digest),
+        config_digest=config_digest,
+    )
+
+
+def _digest_from_name(name: str) -> str | None:
+    """``blobs/sha256/<hex>``, ``<hex>.json``, ``sha256:<hex>``, ``<hex>.tar.gz`` -> ``sha256:<hex>``."""
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith("sha256:"):
+        base = base[len("sha256:") :]
+    for suffix in (".json", ".tar.gz", ".tar"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    if len(base) == 64 and all(c in "0123456789abcdef" for c in base):
+        return "sha256:" + base
+    return None
+
+
+def _layer_facts(
+    store: Store, name: str, sources: dict[str, Any]
+) -> tuple[str | None, str | None, int | None]:
+    """Digest, media type and stored size of a layer named in manifest.json."""
+    if name.startswith("blobs/"):
+        digest = _digest_from_name(name)
+        src = sources.get(digest or "") if isinstance(sources, dict) else None
+        if isinstance(src, dict):
+            size = src.get("size")
+            return digest, src.get("mediaType"), size if isinstance(size, int) else store.size(name)
+        return digest, None, store.size(name)
+    if name.endswith(".tar.gz"):  # kaniko: the file is named by its compressed digest
+        return _digest_from_name(name), "application/vnd.docker.image.rootfs.diff.tar.gzip", store.size(name)
+    return None, "application/vnd.docker.image.rootfs.diff.tar", None
+
+
+def _manifest_digest(store: Store, config_digest: str | None) -> str | None:
+    """Docker 25+ keeps the manifest in blobs/: find the one whose config is ours."""
+    if not config_digest or not store.exists("index.json"):
+        return None
+    try:
+        index = load_json(store.read("index.json"), "index.json")
+        candidates, _ = oci.walk_index(store, index) if isinstance(index, dict) else ([], [])
+    except ImgscopeError:
+        return None
+    for cand in candidates:
+        config = cand.manifest.get("config") or {}
+        if isinstance(config, dict) and config.get("digest") == config_digest:
+            return cand.digest
+    return None
+
+
+def plan_store(store: Store, tag: str | None, platform: str | None) -> tuple[ImagePlan, str]:
+    """Decide the format of what a store holds and plan the image; name the format."""
+    if store.exists("manifest.json"):
+        fmt = "docker-archive (docker 25+)" if store.exists("index.json") else "docker-archive"
+        return plan_docker_save(store, tag), fmt
+    if store.exists("index.json"):
+        return oci.plan_layout(store, tag, platform), "oci"
+    if store.exists("repositories"):
+        raise ImgscopeError(
+            f"{store.label}: no manifest.json: this is the pre-Docker-1.10 save layout, which imgscope cannot read"
+        )
+    raise ImgscopeError(f"{store.label}: unknown format (no manifest.json or index.json)")
+
+
+def load_path(path: Path, reference: str, tag: str | None, options: LoadOptions) -> Image:
+    """Load an image from an archive or layout on disk."""
+    store = open_store(path, options)
+    plan, fmt = plan_store(store, tag or options.image, options.platform)
+    return load_plan(store, plan, reference, fmt, options)
+
+
+def file_sha256(path: Path) -> str:
+    """Digest of a whole file, for ``--verify`` of archives."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,225 @@
+"""What every source shares: options, config parsing, and turning a plan into an Image.
+
+A format parser (``docker save`` manifest, OCI index) produces an
+:class:`ImagePlan`: which config, which layer blobs, which tags.  This module
+then scans the layers through the store (with the cache when allowed),
+checks them against the config's DiffIDs and returns the immutable
+:class:`~imgscope.model.Image` every analysis works on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgscope.errors import ImgscopeError
+from imgscope.model import HistoryEntry, Image, ImageConfig, LayerInfo, LayerScan
+from imgscope.scan import ContentVisitor
+from imgscope.sources.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """Options every command that takes a REF accepts (DESIGN.md)."""
+
+    platform: str | None = None
+    image: str | None = None
+    pull: bool = False
+    verify: bool = False
+    use_cache: bool = True
+    max_layer_bytes: int | None = None
+    visitor: ContentVisitor | None = field(default=None, compare=False)
+    progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRef:
+    """One layer as a manifest names it: where its blob is and what is said of it."""
+
+    name: str
+    digest: str | None = None
+    media_type: str | None = None
+    compressed_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    """What a format parser found: the config blob and the layers to scan."""
+
+    config_name: str
+    layers: tuple[LayerRef, ...]
+    tags: tuple[str, ...] = ()
+    manifest_digest: str | None = None
+    config_digest: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+UNSUPPORTED_LAYER_TYPES = ("+encrypted", "erofs")
+
+
+def load_json(data: bytes, what: str) -> Any:
+    """Parse JSON or fail with a line naming the file."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImgscopeError(f"{what} is not valid JSON ({exc})") from exc
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return None
+
+
+def parse_config(data: bytes, what: str) -> ImageConfig:
+    """Read an image config (OCI or Docker); tolerate missing or odd fields."""
+    raw = load_json(data, what)
+    if not isinstance(raw, dict):
+        raise ImgscopeError(f"{what} is not an image config (not a JSON object)")
+    cfg = raw.get("config") or raw.get("container_config") or {}
+    if not isinstance(cfg, dict):
+        cfg = {}
+    rootfs = raw.get("rootfs") or {}
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise ImgscopeError(f"{what} has no rootfs.diff_ids: not an image config")
+    history: list[HistoryEntry] = []
+    for item in raw.get("history") or []:
+        if isinstance(item, dict):
+            history.append(
+                HistoryEntry(
+                    created_by=str(item.get("created_by") or ""),
+                    created=item.get("created"),
+                    comment=item.get("comment"),
+                    empty_layer=bool(item.get("empty_layer")),
+                    author=item.get("author"),
+                )
+            )
+    labels = cfg.get("Labels") or {}
+    health = cfg.get("Healthcheck") or None
+    return ImageConfig(
+        architecture=str(raw.get("architecture") or ""),
+        os=str(raw.get("os") or ""),
+        variant=str(raw.get("variant") or ""),
+        created=raw.get("created"),
+        entrypoint=_strings(cfg.get("Entrypoint")),
+        cmd=_strings(cfg.get("Cmd")),
+        env=_strings(cfg.get("Env")) or (),
+        user=str(cfg.get("User") or ""),
+        working_dir=str(cfg.get("WorkingDir") or ""),
+        exposed_ports=tuple(sorted(cfg.get("ExposedPorts") or {})),
+        volumes=tuple(sorted(cfg.get("Volumes") or {})),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
+        healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
+        diff_ids=tuple(str(d) for d in diff_ids),
+        history=tuple(history),
+        raw=raw,
+    )
+
+
+def _check_media_type(ref: LayerRef, label: str) -> None:
+    media = ref.media_type or ""
+    for bad in UNSUPPORTED_LAYER_TYPES:
+        if bad in media:
+            raise ImgscopeError(f"{label}: layer {ref.name} has media type {media}, which imgscope cannot read")
+
+
+def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, options: LoadOptions) -> Image:
+    """Scan the plan's layers and assemble the Image, checking DiffIDs on the way."""
+    config_bytes = store.read(plan.config_name)
+    image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    if plan.config_digest and plan.config_digest != image_id:
+        message = f"{store.label}: config {plan.config_name} does not match its digest {plan.config_digest}"
+        if options.verify:
+            raise ImgscopeError(message)
+    config = parse_config(config_bytes, f"{store.label}: {plan.config_name}")
+    if config.raw.get("config", {}) and config.os == "" and config.architecture == "":
+        pass
+    if len(config.diff_ids) != len(plan.layers):
+        raise ImgscopeError(
+            f"{store.label}: the manifest lists {len(plan.layers)} layers but the config has "
+            f"{len(config.diff_ids)} DiffIDs"
+        )
+    for ref in plan.layers:
+        _check_media_type(ref, store.label)
+    scans = scan_layers(store, plan.layers, config.diff_ids, options)
+    warnings = list(plan.warnings)
+    for i, (scan, expected) in enumerate(zip(scans, config.diff_ids, strict=True)):
+        if scan.diff_id != expected:
+            message = (
+                f"{store.label}: layer {i} ({plan.layers[i].name}) has DiffID {scan.diff_id}, "
+                f"the config says {expected}"
+            )
+            if options.verify:
+                raise ImgscopeError(message)
+            warnings.append(message)
+    if options.verify:
+        for ref in plan.layers:
+            if ref.digest and ref.digest.startswith("sha256:"):
+                actual = store.digest_of(ref.name)
+                if actual != ref.digest:
+                    raise ImgscopeError(f"{store.label}: blob {ref.name} has digest {actual}, expected {ref.digest}")
+    layers = tuple(
+        LayerInfo(
+            index=i,
+            diff_id=config.diff_ids[i],
+            digest=ref.digest,
+            media_type=ref.media_type,
+            compressed_size=ref.compressed_size,
+        )
+        for i, ref in enumerate(plan.layers)
+    )
+    return Image(
+        reference=reference,
+        source=source,
+        image_id=image_id,
+        config=config,
+        layers=layers,
+        scans=tuple(scans),
+        manifest_digest=plan.manifest_digest,
+        tags=plan.tags,
+        warnings=tuple(warnings),
+    )
+
+
+def scan_layers(
+    store: Store, refs: tuple[LayerRef, ...], diff_ids: tuple[str, ...], options: LoadOptions
+) -> list[LayerScan]:
+    """Scan every layer once (a blob repeated in the image is scanned once), using the cache."""
+    from imgscope import cache
+
+    results: dict[str, LayerScan] = {}
+    db = cache.open_cache() if options.use_cache and options.visitor is None else None
+    todo: list[str] = []
+    for ref, diff_id in zip(refs, diff_ids, strict=True):
+        if ref.name in results or ref.name in todo:
+            continue
+        hit = db.get(diff_id) if db is not None and not options.verify else None
+        if hit is not None:
+            results[ref.name] = hit
+        else:
+            todo.append(ref.name)
+    if todo:
+        total = len(todo)
+        done = [0]
+
+        def tick(_nbytes: int) -> None:
+            done[0] += 1
+            if options.progress:
+                options.progress("scanning layers", done[0], total)
+
+        scanned = store.scan_many(
+            todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick
+        )
+        for name, scan in zip(todo, scanned, strict=True):
+            results[name] = scan
+            if db is not None:
+                db.put(scan)
+    return [results[ref.name] for ref in refs]

@@ -1,0 +1,266 @@
+"""OCI image layouts (directory or tar) and the OCI part of Docker 25+ archives.
+
+Walks ``index.json`` down through nested indexes and Docker manifest lists to
+image manifests, skipping attestations and artifacts, and picks one image by
+tag and platform (FORMATS.md section 2).
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+from dataclasses import dataclass
+from typing import Any
+
+from imgscope.errors import ImgscopeError
+from imgscope.sources.common import ImagePlan, LayerRef, load_json
+from imgscope.sources.store import Store
+
+INDEX_TYPES = {
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+}
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+ARTIFACT_CONFIG = "application/vnd.oci.empty.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+MAX_DEPTH = 16
+
+_ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armv7l": "arm", "i386": "386"}
+
+
+def normalize_platform(text: str) -> tuple[str, str, str]:
+    """``os/arch[/variant]`` with the usual aliases folded (x86_64 -> amd64, ...)."""
+    parts = [p.strip().lower() for p in text.split("/")]
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ImgscopeError(f"--platform {text!r}: expected OS/ARCH[/VARIANT], e.g. linux/amd64")
+    os_name, arch = parts[0], parts[1]
+    variant = parts[2] if len(parts) > 2 else ""
+    if arch in ("armhf", "armv7l") and not variant:
+        variant = "v7"
+    arch = _ARCH_ALIASES.get(arch, arch)
+    if arch == "arm64" and variant == "v8":
+        variant = ""
+    return os_name, arch, variant
+
+
+def host_platform() -> tuple[str, str, str]:
+    """The platform of this machine, as an image would name it."""
+    return normalize_platform(f"linux/{_platform.machine() or 'amd64'}")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One image manifest reachable from the index, with what the path to it said."""
+
+    manifest: dict[str, Any]
+    digest: str
+    platform: tuple[str, str, str] | None
+    tags: tuple[str, ...]
+
+
+def blob_name(digest: str, prefix: str = "") -> str:
+    """Path of a blob in a layout: ``blobs/<alg>/<hex>``."""
+    alg, sep, hexpart = digest.partition(":")
+    if not sep or not alg or not hexpart or "/" in hexpart or ".." in hexpart:
+        raise ImgscopeError(f"invalid digest {digest!r}")
+    return f"{prefix}blobs/{alg}/{hexpart}"
+
+
+def _desc_platform(desc: dict[str, Any]) -> tuple[str, str, str] | None:
+    plat = desc.get("platform")
+    if not isinstance(plat, dict) or not plat.get("os") or not plat.get("architecture"):
+        return None
+    text = f"{plat['os']}/{plat['architecture']}"
+    if plat.get("variant"):
+        text += f"/{plat['variant']}"
+    return normalize_platform(text)
+
+
+def _tags(desc: dict[str, Any]) -> tuple[str, ...]:
+    ann = desc.get("annotations") or {}
+    out = []
+    for key in (REF_NAME, CONTAINERD_NAME):
+        value = ann.get(key) if isinstance(ann, dict) else None
+        if isinstance(value, str) and value:
+            out.append(value)
+    return tuple(out)
+
+
+def _is_attestation(desc: dict[str, Any]) -> bool:
+    ann = desc.get("annotations") or {}
+    if isinstance(ann, dict) and ann.get("vnd.docker.reference.type") == "attestation-manifest":
+        return True
+    plat = desc.get("platform") or {}
+    return isinstance(plat, dict) and plat.get("os") == "unknown" and plat.get("architecture") == "unknown"
+
+
+def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[list[Candidate], list[str]]:
+    """Every image manifest under ``index``, in order; plus notes on what was skipped."""
+    out: list[Candidate] = []
+    notes: list[str] = []
+
+    def visit(desc: dict[str, Any], inherited_tags: tuple[str, ...], depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise ImgscopeError(f"{store.label}: indexes nested more than {MAX_DEPTH} deep")
+        digest = desc.get("digest")
+        if not isinstance(digest, str):
+            notes.append("a descriptor without a digest was skipped")
+            return
+        if _is_attestation(desc):
+            return
+        own = _tags(desc)
+        tags = own + tuple(t for t in inherited_tags if t not in own)
+        name = blob_name(digest, prefix)
+        media = desc.get("mediaType")
+        if not store.exists(name):
+            if media in INDEX_TYPES or media in MANIFEST_TYPES or media is None:
+                plat = _desc_platform(desc)
+                where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
+                notes.append(f"blob {digest}{where} is missing from the layout")
+            return
+        blob = load_json(store.read(name), f"{store.label}: {name}")
+        if not isinstance(blob, dict):
+            notes.append(f"blob {digest} is not a JSON object; skipped")
+            return
+        if media not in INDEX_TYPES and media not in MANIFEST_TYPES:
+            media = blob.get("mediaType")
+            if media not in INDEX_TYPES and media not in MANIFEST_TYPES:
+                if "manifests" in blob:
+                    media = "application/vnd.oci.image.index.v1+json"
+                elif "config" in blob and "layers" in blob:
+                    media = "application/vnd.oci.image.manifest.v1+json"
+                else:
+                    return
+        if media in INDEX_TYPES:
+            for child in blob.get("manifests") or []:
+                if isinstance(child, dict):
+                    visit(child, tags, depth + 1)
+            return
+        config = blob.get("config") or {}
+        if not isinstance(config, dict) or config.get("mediaType") == ARTIFACT_CONFIG or blob.get("artifactType"):
+            notes.append(f"artifact {digest} is not an image; skipped")
+            return
+        out.append(Candidate(manifest=blob, digest=digest, platform=_desc_platform(desc), tags=tags))
+
+    for desc in index.get("manifests") or []:
+        if isinstance(desc, dict):
+            visit(desc, (), 0)
+    return out, notes
+
+
+def _config_platform(store: Store, cand: Candidate, prefix: str) -> tuple[str, str, str] | None:
+    if cand.platform is not None:
+        return cand.platform
+    config = cand.manifest.get("config") or {}
+    digest = config.get("digest")
+    if not isinstance(digest, str) or not store.exists(blob_name(digest, prefix)):
+        return None
+    raw = load_json(store.read(blob_name(digest, prefix)), f"{store.label}: config {digest}")
+    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
+        return None
+    text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
+    return normalize_platform(text)
+
+
+def _tag_matches(tag: str, wanted: str) -> bool:
+    return tag == wanted or tag.endswith(":" + wanted) or tag.rsplit("/", 1)[-1] == wanted
+
+
+def _fmt(plat: tuple[str, str, str] | None) -> str:
+    return "/".join(p for p in plat if p) if plat else "unknown platform"
+
+
+def choose(
+    store: Store, candidates: list[Candidate], tag: str | None, platform: str | None, prefix: str = ""
+) -> Candidate:
+    """Pick one image: by tag, then by ``--platform``, else the host's, else the only one."""
+    if tag:
+        tagged = [c for c in candidates if any(_tag_matches(t, tag) for t in c.tags)]
+        if not tagged:
+            known = sorted({t for c in candidates for t in c.tags})
+            raise ImgscopeError(
+                f"{store.label}: no image tagged {tag!r}" + (f"; tags here: {', '.join(known)}" if known else "")
+            )
+        candidates = tagged
+    if not candidates:
+        raise ImgscopeError(f"{store.label}: no image manifest found in the layout")
+    plats = [_config_platform(store, c, prefix) for c in candidates]
+    if platform:
+        wanted = normalize_platform(platform)
+        for cand, plat in zip(candidates, plats, strict=True):
+            if plat is not None and plat[:2] == wanted[:2] and (not wanted[2] or plat[2] == wanted[2]):
+                return cand
+        raise ImgscopeError(
+            f"{store.label}: no image for {_fmt(wanted)}; platforms here: "
+            + ", ".join(sorted({_fmt(p) for p in plats}))
+        )
+    if len(candidates) == 1:
+        return candidates[0]
+    host = host_platform()
+    for cand, plat in zip(candidates, plats, strict=True):
+        if plat is not None and plat[:2] == host[:2]:
+            return cand
+    if len({c.digest for c in candidates}) == 1:
+        return candidates[0]
+    listing = ", ".join(
+        f"{_fmt(p)}" + (f" [{', '.join(c.tags)}]" if c.tags else "") for c, p in zip(candidates, plats, strict=True)
+    )
+    raise ImgscopeError(f"{store.label}: several images here, pick one with --platform or a tag: {listing}")
+
+
+def plan_from_manifest(cand: Candidate, prefix: str = "") -> ImagePlan:
+    """Turn a chosen manifest into the blobs to read."""
+    manifest = cand.manifest
+    config = manifest.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+        raise ImgscopeError(f"manifest {cand.digest} has no config descriptor")
+    layers = []
+    for desc in manifest.get("layers") or []:
+        if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+            raise ImgscopeError(f"manifest {cand.digest} has a layer without a digest")
+        size = desc.get("size")
+        layers.append(
+            LayerRef(
+                name=blob_name(desc["digest"], prefix),
+                digest=desc["digest"],
+                media_type=desc.get("mediaType"),
+                compressed_size=size if isinstance(size, int) else None,
+            )
+        )
+    return ImagePlan(
+        config_name=blob_name(config["digest"], prefix),
+        layers=tuple(layers),
+        tags=cand.tags,
+        manifest_digest=cand.digest,
+        config_digest=config["digest"],
+    )
+
+
+def plan_layout(store: Store, tag: str | None, platform: str | None) -> ImagePlan:
+    """Plan for an OCI layout held by ``store``."""
+    if not store.exists("index.json"):
+        raise ImgscopeError(f"{store.label}: not an OCI layout (no index.json)")
+    index = load_json(store.read("index.json"), f"{store.label}: index.json")
+    if not isinstance(index, dict):
+        raise ImgscopeError(f"{store.label}: index.json is not a JSON object")
+    candidates, notes = walk_index(store, index)
+    if not candidates and notes:
+        raise ImgscopeError(f"{store.label}: no readable image: {notes[0]}")
+    chosen = choose(store, candidates, tag, platform)
+    plan = plan_from_manifest(chosen)
+    for ref in plan.layers:
+        if not store.exists(ref.name):
+            raise ImgscopeError(f"{store.label}: layer blob {ref.digest} is missing from the layout")
+    if not store.exists(plan.config_name):
+        raise ImgscopeError(f"{store.label}: config blob {plan.config_digest} is missing from the layout")
+    return ImagePlan(
+        config_name=plan.config_name,
+        layers=plan.layers,
+        tags=plan.tags,
+        manifest_digest=plan.manifest_digest,
+        config_digest=plan.config_digest,
+        warnings=tuple(n for n in notes if "missing" not in n),
+    )
