@@ -10,6 +10,7 @@ they cannot run code when read), compressed with zlib.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import sqlite3
@@ -34,8 +35,21 @@ def cache_dir() -> Path:
 
 def _encode(scan: LayerScan) -> bytes:
     entries = tuple(
-        (e.path, e.type, e.mode, e.uid, e.gid, e.size, e.tar_size, e.mtime, e.link, e.digest, e.xattrs,
-         e.devmajor, e.devminor)
+        (
+            e.path,
+            e.type,
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size,
+            e.tar_size,
+            e.mtime,
+            e.link,
+            e.digest,
+            e.xattrs,
+            e.devmajor,
+            e.devminor,
+        )
         for e in scan.entries
     )
     record = (scan.diff_id, scan.tar_bytes, entries, scan.whiteouts, scan.opaques, scan.warnings, scan.estargz)
@@ -116,13 +130,11 @@ class ScanCache:
     def put(self, scan: LayerScan) -> None:
         if self._db is None:
             return
-        try:
+        with contextlib.suppress(sqlite3.DatabaseError):
             self._db.execute(
                 "INSERT OR REPLACE INTO scans (diff_id, version, data) VALUES (?, ?, ?)",
                 (scan.diff_id, SCANNER_VERSION, _encode(scan)),
             )
-        except sqlite3.DatabaseError:
-            pass
 
     def info(self) -> CacheInfo:
         layers = 0
@@ -131,9 +143,7 @@ class ScanCache:
                 layers = int(self._db.execute("SELECT count(*) FROM scans").fetchone()[0])
             except sqlite3.DatabaseError:
                 layers = 0
-        size = sum(
-            p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file()
-        )
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         return CacheInfo(path=str(self.path), layers=layers, bytes=size)
 
     def clear(self) -> int:

@@ -14,16 +14,16 @@ sizes are counted the way Docker counts them (FORMATS.md sections 4 and 5).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 from collections.abc import Callable
-from typing import BinaryIO
 
 import xxhash
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, LayerScan
-from imgscope.sources.compression import decode_errors, open_decompressed
+from imgscope.sources.compression import ByteSource, decode_errors, open_decompressed
 
 BLOCK_SIZE = 512
 CHUNK = 1 << 20
@@ -55,7 +55,7 @@ class _Stream:
 
     __slots__ = ("buf", "limit", "name", "pos", "raw", "sha", "total")
 
-    def __init__(self, raw: BinaryIO, name: str, limit: int | None) -> None:
+    def __init__(self, raw: ByteSource, name: str, limit: int | None) -> None:
         self.raw = raw
         self.name = name
         self.limit = limit
@@ -72,8 +72,7 @@ class _Stream:
         self.total += len(chunk)
         if self.limit is not None and self.total > self.limit:
             raise ImgscopeError(
-                f"{self.name}: layer expands past --max-layer-bytes ({self.limit} bytes); "
-                "stopped reading it"
+                f"{self.name}: layer expands past --max-layer-bytes ({self.limit} bytes); stopped reading it"
             )
         rest = len(self.buf) - self.pos
         self.buf = self.buf[self.pos :] + chunk if rest else chunk
@@ -183,7 +182,7 @@ def normalize(name: str) -> str | None:
 
 
 def scan_layer(
-    raw: BinaryIO,
+    raw: ByteSource,
     name: str,
     *,
     max_bytes: int | None = None,
@@ -273,10 +272,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                     raw_name = prefix + "/" + raw_name
         link = fields.get("linkpath") or long_link or _text(header[157:257])
         if "size" in fields:
-            try:
+            with contextlib.suppress(ValueError):
                 size = int(fields["size"])
-            except ValueError:
-                pass
             padded = (size + BLOCK_SIZE - 1) // BLOCK_SIZE * BLOCK_SIZE
         pax_now, pax = pax, {}
         long_name = long_link = None
@@ -360,8 +357,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                 digest = found.digest
         if path in ESTARGZ_NAMES:
             estargz = True
-        if path in entries:
-            del entries[path]  # a later entry of the same name replaces the earlier one
+        entries.pop(path, None)  # a later entry of the same name replaces the earlier one
         entries[path] = Entry(
             path=path,
             type=kind,

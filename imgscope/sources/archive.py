@@ -17,7 +17,7 @@ from imgscope.model import Image
 from imgscope.sources import oci
 from imgscope.sources.common import ImagePlan, LayerRef, LoadOptions, load_json, load_plan
 from imgscope.sources.compression import PLAIN, sniff
-from imgscope.sources.store import DirStore, StreamStore, Store, TarStore
+from imgscope.sources.store import DirStore, Store, StreamStore, TarStore
 
 
 def open_store(path: Path, options: LoadOptions) -> Store:
@@ -40,16 +40,14 @@ def open_store(path: Path, options: LoadOptions) -> Store:
         fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is consumed
         try:
             stream, _ = open_decompressed(fh)
-            return StreamStore(
-                stream, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor
-            )
+            return StreamStore(stream, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor)
         except ImgscopeError:
             raise
         except decode_errors() as exc:
             raise ImgscopeError(f"{path}: {kind} archive does not decompress ({exc})") from exc
         finally:
             fh.close()
-    if len(head) < 512 or head[257:262] != b"ustar" and not _v7_tar(head):
+    if len(head) < 512 or (head[257:262] != b"ustar" and not _v7_tar(head)):
         raise ImgscopeError(f"{path}: unknown format (not a tar archive, an OCI layout or a compressed tar)")
     return TarStore(path)
 
@@ -67,7 +65,7 @@ def _tag_matches(repo_tag: str, wanted: str) -> bool:
     if repo_tag == wanted:
         return True
     name, _, tag = repo_tag.rpartition(":")
-    return tag == wanted or name == wanted and tag == "latest" or repo_tag.endswith("/" + wanted)
+    return tag == wanted or (name == wanted and tag == "latest") or repo_tag.endswith("/" + wanted)
 
 
 def plan_docker_save(store: Store, tag: str | None) -> ImagePlan:
@@ -139,9 +137,7 @@ def _digest_from_name(name: str) -> str | None:
     return None
 
 
-def _layer_facts(
-    store: Store, name: str, sources: dict[str, Any]
-) -> tuple[str | None, str | None, int | None]:
+def _layer_facts(store: Store, name: str, sources: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
     """Digest, media type and stored size of a layer named in manifest.json."""
     if name.startswith("blobs/"):
         digest = _digest_from_name(name)

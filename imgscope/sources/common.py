@@ -215,9 +215,7 @@ def scan_layers(
             if options.progress:
                 options.progress("scanning layers", done[0], total)
 
-        scanned = store.scan_many(
-            todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick
-        )
+        scanned = store.scan_many(todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick)
         for name, scan in zip(todo, scanned, strict=True):
             results[name] = scan
             if db is not None:

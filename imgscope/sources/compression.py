@@ -12,7 +12,7 @@ import bz2
 import io
 import lzma
 import zlib
-from typing import BinaryIO
+from typing import IO, Protocol, cast
 
 GZIP = "gzip"
 ZSTD = "zstd"
@@ -30,6 +30,12 @@ _MAGICS = (
 CHUNK = 1 << 20
 
 
+class ByteSource(Protocol):
+    """Anything with ``read(n)``: files, decompressors, the daemon's save stream."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def sniff(head: bytes) -> str:
     """Name the compression whose magic ``head`` starts with, else ``plain``."""
     for magic, name in _MAGICS:
@@ -41,7 +47,7 @@ def sniff(head: bytes) -> str:
 class _Prefixed(io.RawIOBase):
     """A stream that first returns bytes already read for sniffing, then the rest."""
 
-    def __init__(self, prefix: bytes, raw: BinaryIO) -> None:
+    def __init__(self, prefix: bytes, raw: ByteSource) -> None:
         self._prefix = prefix
         self._raw = raw
 
@@ -67,7 +73,7 @@ class _GzipMembers(io.RawIOBase):
     and its errors are less precise about truncation.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: ByteSource) -> None:
         self._raw = raw
         self._d = zlib.decompressobj(wbits=31)
         self._pending = b""
@@ -118,22 +124,24 @@ class _GzipMembers(io.RawIOBase):
         return len(data)
 
 
-def open_decompressed(raw: BinaryIO) -> tuple[BinaryIO, str]:
+def open_decompressed(raw: ByteSource) -> tuple[ByteSource, str]:
     """Wrap ``raw`` in the decoder its first bytes call for; say which one."""
     head = raw.read(6)
     kind = sniff(head)
-    stream: BinaryIO = io.BufferedReader(_Prefixed(head, raw), CHUNK)  # type: ignore[arg-type]
+    stream: ByteSource = io.BufferedReader(_Prefixed(head, raw), CHUNK)
     if kind == GZIP:
-        return io.BufferedReader(_GzipMembers(stream), CHUNK), kind  # type: ignore[arg-type]
+        return io.BufferedReader(_GzipMembers(stream), CHUNK), kind
     if kind == ZSTD:
         import zstandard
 
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        return reader, kind  # type: ignore[no-any-return]
+        reader: ByteSource = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], stream), read_across_frames=True
+        )
+        return reader, kind
     if kind == XZ:
-        return lzma.LZMAFile(stream), kind  # type: ignore[return-value]
+        return lzma.LZMAFile(cast(IO[bytes], stream)), kind
     if kind == BZIP2:
-        return bz2.BZ2File(stream), kind  # type: ignore[return-value]
+        return bz2.BZ2File(cast(IO[bytes], stream)), kind
     return stream, kind
 
 

@@ -15,11 +15,12 @@ import tarfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol, cast
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import LayerScan
 from imgscope.scan import ContentVisitor, scan_layer
+from imgscope.sources.compression import ByteSource
 
 # Metadata files larger than this are not JSON we want to hold in memory.
 MAX_METADATA = 64 << 20
@@ -77,7 +78,7 @@ def _scan_window(args: tuple[str, int, int, str, int | None]) -> LayerScan:
     path, offset, length, label, max_bytes = args
     with open(path, "rb") as fh:
         reader = io.BufferedReader(_Window(fh, offset, length), 1 << 20)
-        return scan_layer(reader, label, max_bytes=max_bytes)  # type: ignore[arg-type]
+        return scan_layer(reader, label, max_bytes=max_bytes)
 
 
 def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
@@ -201,11 +202,10 @@ class TarStore:
             with open(self.path, "rb") as fh:
                 for member, label in zip(members, labels, strict=True):
                     reader = io.BufferedReader(_Window(fh, member.offset_data, member.size), 1 << 20)
-                    out.append(scan_layer(reader, label, max_bytes=max_bytes, visitor=visitor))  # type: ignore[arg-type]
+                    out.append(scan_layer(reader, label, max_bytes=max_bytes, visitor=visitor))
             return out
         jobs = [
-            (str(self.path), m.offset_data, m.size, label, max_bytes)
-            for m, label in zip(members, labels, strict=True)
+            (str(self.path), m.offset_data, m.size, label, max_bytes) for m, label in zip(members, labels, strict=True)
         ]
         return _scan_parallel(jobs, on_scan)
 
@@ -287,7 +287,7 @@ class StreamStore:
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: ByteSource,
         label: str,
         *,
         max_bytes: int | None = None,
@@ -304,7 +304,7 @@ class StreamStore:
 
     def _read_all(
         self,
-        stream: BinaryIO,
+        stream: ByteSource,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
         want: Callable[[str], bool] | None,
@@ -312,7 +312,7 @@ class StreamStore:
         import hashlib
 
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
+            with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as tf:
                 for member in tf:
                     name = posixpath.normpath(member.name.lstrip("/"))
                     if member.issym() or member.islnk():
@@ -405,7 +405,7 @@ class StreamStore:
 class _Tee(io.RawIOBase):
     """Replays a sniffed head, then reads on, passing every byte to ``observe``."""
 
-    def __init__(self, head: bytes, fh: BinaryIO, observe: Callable[[bytes], object]) -> None:
+    def __init__(self, head: bytes, fh: ByteSource, observe: Callable[[bytes], object]) -> None:
         self._head = head
         self._fh = fh
         self._observe = observe
@@ -415,9 +415,13 @@ class _Tee(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if self._head:
-            out, self._head = (self._head, b"") if size < 0 or size >= len(self._head) else (
-                self._head[:size],
-                self._head[size:],
+            out, self._head = (
+                (self._head, b"")
+                if size < 0 or size >= len(self._head)
+                else (
+                    self._head[:size],
+                    self._head[size:],
+                )
             )
             return out
         data = self._fh.read(size)

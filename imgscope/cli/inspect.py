@@ -1,0 +1,137 @@
+"""``imgscope inspect REF``: every step of an image, its size and what it changed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from imgscope.cli.common import (
+    DebugOpt,
+    IecOpt,
+    ImageOpt,
+    JsonOpt,
+    MaxLayerBytesOpt,
+    NoCacheOpt,
+    NoColorOpt,
+    PlatformOpt,
+    PullOpt,
+    SourceOptions,
+    VerifyOpt,
+    handle_errors,
+    load_image,
+    make_console,
+    print_json,
+)
+
+# Analyses that add sections to the inspect report register here (name -> builder).
+EXTRA_SECTIONS: list[str] = []
+
+
+def inspect(
+    ref: Annotated[str, typer.Argument(help="Image: a daemon name, an archive or layout path, or a transport:REF.")],
+    layer: Annotated[int | None, typer.Option("--layer", help="Show the changes of layer N (0 = base).")] = None,
+    tree: Annotated[bool, typer.Option("--tree", help="Show the final file tree (or as of --layer N).")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", min=1, help="Tree depth to show.")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="Order of changes and tree entries: size or path.")] = "size",
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Only paths matching GLOB ('**' crosses dirs).")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many of the largest files to list.")] = 10,
+    json_: JsonOpt = False,
+    platform: PlatformOpt = None,
+    image: ImageOpt = None,
+    pull: PullOpt = False,
+    verify: VerifyOpt = False,
+    no_cache: NoCacheOpt = False,
+    max_layer_bytes: MaxLayerBytesOpt = None,
+    debug: DebugOpt = False,
+    no_color: NoColorOpt = False,
+    iec: IecOpt = False,
+) -> None:
+    """Show every step of an image: layer sizes and what each step added, changed or removed."""
+    with handle_errors(debug):
+        from imgscope.errors import ImgscopeError
+
+        if sort not in ("size", "path"):
+            raise ImgscopeError(f"--sort {sort!r}: use size or path")
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        img = load_image(ref, opts, quiet=json_)
+        from imgscope import stack as stacking
+
+        if layer is not None and not 0 <= layer < len(img.scans):
+            raise ImgscopeError(f"--layer {layer}: the image has layers 0 to {len(img.scans) - 1}")
+        stacked = stacking.build(img)
+        extra = _extra_sections(stacked)
+        if json_:
+            from imgscope.render.json_report import inspect_report
+
+            report = inspect_report(stacked, top=top, extra=extra)
+            if layer is not None:
+                report["selected_layer"] = layer
+            print_json(report)
+            return
+        _print_console(stacked, layer, tree, depth, sort, filter_, top, no_color, iec, extra)
+
+
+def _extra_sections(stacked: Any) -> dict[str, Any]:
+    """Sections analyses contribute to the report (waste...), when those analyses exist."""
+    extra: dict[str, Any] = {}
+    try:
+        from imgscope.analysis import waste
+    except ImportError:
+        return extra
+    extra["waste"] = waste.to_dict(waste.analyse(stacked))
+    return extra
+
+
+def _print_console(
+    stacked: Any,
+    layer: int | None,
+    tree: bool,
+    depth: int | None,
+    sort: str,
+    pattern: str | None,
+    top: int,
+    no_color: bool,
+    iec: bool,
+    extra: dict[str, Any],
+) -> None:
+    from imgscope import stack as stacking
+    from imgscope.render import console as view
+
+    out = make_console(no_color)
+    out.print(view.summary(stacked.image, iec))
+    out.print()
+    if tree:
+        shown = stacked if layer is None else stacking.build(stacked.image, upto=layer)
+        touched = None
+        if layer is not None:
+            touched = {c.path: c.kind for c in shown.layers[layer].changes}
+        out.print(view.tree_view(shown.final, depth=depth, pattern=pattern, touched=touched, iec=iec, sort=sort))
+    elif layer is not None:
+        out.print(view.steps_table(stacked, iec))
+        out.print(view.changes_table(stacked, layer, sort=sort, pattern=pattern, iec=iec))
+    else:
+        out.print(view.steps_table(stacked, iec))
+        if "waste" in extra:
+            try:
+                from imgscope.render import waste as waste_view
+
+                out.print(waste_view.render(extra["waste"], iec))
+            except ImportError:
+                pass
+        if top:
+            out.print(view.top_table(stacked.final.values(), top, iec))
+    warn = view.warnings_text([*stacked.image.warnings, *stacked.warnings, *_layer_warnings(stacked)])
+    if warn is not None:
+        make_console(no_color, stderr=True).print(warn, end="")
+
+
+def _layer_warnings(stacked: Any) -> list[str]:
+    return [f"layer {r.index}: {w}" for r in stacked.layers for w in r.warnings]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+    app.command("inspect")(inspect)

@@ -1,0 +1,272 @@
+"""Rich renderables for people: the image summary, the steps, a layer's changes, the tree.
+
+Functions here only turn stacked data into rich objects; the CLI prints them.
+Tests render them to strings through a recording console.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from imgscope.globs import match
+from imgscope.model import ADDED, DIR, METADATA, MODIFIED, REMOVED, RESHIPPED, SYMLINK, Entry, Image
+from imgscope.stack import Change, FinalEntry, LayerResult, Stack
+from imgscope.units import format_size
+
+KIND_STYLE = {
+    ADDED: "green",
+    MODIFIED: "yellow",
+    METADATA: "magenta",
+    RESHIPPED: "cyan",
+    REMOVED: "red",
+}
+KIND_MARK = {ADDED: "+", MODIFIED: "~", METADATA: "m", RESHIPPED: "=", REMOVED: "-"}
+
+
+def _size(n: int | None, iec: bool) -> str:
+    return "-" if n is None else format_size(n, iec)
+
+
+def summary(image: Image, iec: bool = False) -> RenderableType:
+    """The image's identity, size and the config fields users look for."""
+    cfg = image.config
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("Image", image.reference),
+        ("Format", image.source),
+        ("Id", image.image_id),
+    ]
+    if image.manifest_digest:
+        rows.append(("Manifest", image.manifest_digest))
+    if image.tags:
+        rows.append(("Tags", ", ".join(image.tags)))
+    rows += [
+        ("Platform", cfg.platform),
+        ("Created", cfg.created or "-"),
+        ("Size", f"{format_size(image.size, iec)} ({image.size:,} bytes)"),
+    ]
+    if image.compressed_size is not None:
+        rows.append(("Compressed", f"{format_size(image.compressed_size, iec)} ({image.compressed_size:,} bytes)"))
+    rows.append(("Layers", str(len(image.scans))))
+    if cfg.entrypoint is not None:
+        rows.append(("Entrypoint", " ".join(cfg.entrypoint)))
+    if cfg.cmd is not None:
+        rows.append(("Cmd", " ".join(cfg.cmd)))
+    rows.append(("User", cfg.user or "(root by default)"))
+    if cfg.working_dir:
+        rows.append(("Workdir", cfg.working_dir))
+    if cfg.exposed_ports:
+        rows.append(("Ports", ", ".join(cfg.exposed_ports)))
+    if cfg.volumes:
+        rows.append(("Volumes", ", ".join(cfg.volumes)))
+    for env in cfg.env:
+        rows.append(("Env", env))
+    for key, value in cfg.labels:
+        rows.append(("Label", f"{key}={value}"))
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    return table
+
+
+def changes_cell(result: LayerResult, iec: bool = False) -> Text:
+    """Counts and bytes per change kind, compact: ``+3 6.4 kB  m1 6.4 kB  -2``."""
+    text = Text()
+    for kind in (ADDED, MODIFIED, METADATA, RESHIPPED, REMOVED):
+        totals = result.total(kind)
+        if not totals.count:
+            continue
+        if text:
+            text.append("  ")
+        text.append(f"{KIND_MARK[kind]}{totals.count}", style=KIND_STYLE[kind])
+        if totals.bytes:
+            text.append(f" {format_size(totals.bytes, iec)}", style=KIND_STYLE[kind])
+    return text if text else Text("-", style="dim")
+
+
+LEGEND = "changes: +added ~modified m:metadata =re-shipped -removed (count and bytes)"
+
+
+def steps_table(stack: Stack, iec: bool = False) -> RenderableType:
+    """One row per history step, empty steps included, with size and change counts."""
+    table = Table(title="Steps", title_justify="left", caption=LEGEND, caption_justify="left")
+    table.add_column("Layer", justify="right", no_wrap=True)
+    table.add_column("Size", justify="right", no_wrap=True)
+    table.add_column("Changes", no_wrap=True)
+    table.add_column("Instruction", no_wrap=True, overflow="ellipsis", ratio=1)
+    for step in stack.steps:
+        if step.layer is None or step.layer >= len(stack.layers):
+            table.add_row("", Text("-", style="dim"), "", Text(step.instruction, style="dim"))
+            continue
+        result = stack.layers[step.layer]
+        table.add_row(str(step.layer), _size(result.size, iec), changes_cell(result, iec), Text(step.instruction))
+    return table
+
+
+def _mode(entry: Entry) -> str:
+    return f"{entry.mode:04o} {entry.uid}:{entry.gid}"
+
+
+def changes_table(
+    stack: Stack,
+    layer: int,
+    *,
+    sort: str = "size",
+    pattern: str | None = None,
+    iec: bool = False,
+    limit: int | None = None,
+) -> RenderableType:
+    """The change list of one layer: path, kind, size, delta, mode/owner changes."""
+    result = stack.layers[layer]
+    changes: list[Change] = [c for c in result.changes if pattern is None or match(pattern, c.path)]
+    if sort == "size":
+        changes.sort(key=lambda c: (-max(c.size, c.old.size if c.old else 0), c.path))
+    else:
+        changes.sort(key=lambda c: c.path)
+    step = next((s for s in stack.steps if s.layer == layer), None)
+    title = f"Layer {layer}: {step.instruction if step else ''}"
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("Kind")
+    table.add_column("Path", overflow="fold")
+    table.add_column("Size", justify="right")
+    table.add_column("Delta", justify="right")
+    table.add_column("Mode uid:gid")
+    shown = changes if limit is None else changes[:limit]
+    for c in shown:
+        entry = c.entry or c.old
+        assert entry is not None
+        mode = _mode(entry)
+        if c.entry is not None and c.old is not None and _mode(c.old) != _mode(c.entry):
+            mode = f"{_mode(c.old)} -> {_mode(c.entry)}"
+        path = c.path + ("/" if entry.type == DIR else "")
+        if entry.type == SYMLINK:
+            path += f" -> {entry.link}"
+        if c.cause and c.kind == REMOVED:
+            path += f"  ({c.cause})"
+        delta = f"{'+' if c.delta > 0 else ''}{format_size(c.delta, iec)}" if c.delta else "0"
+        table.add_row(
+            Text(c.kind, style=KIND_STYLE[c.kind]),
+            Text(path),
+            _size(c.size, iec) if c.entry is not None else "-",
+            delta,
+            mode,
+        )
+    parts: list[RenderableType] = [table]
+    if limit is not None and len(changes) > limit:
+        parts.append(Text(f"... {len(changes) - limit} more changes (use --top or --filter)", style="dim"))
+    if not changes:
+        parts.append(Text("no changes" + (f" match {pattern}" if pattern else ""), style="dim"))
+    return Group(*parts)
+
+
+def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> Table:
+    """The largest files of the final image."""
+    ranked = sorted((f for f in files if f.entry.type != DIR), key=lambda f: (-f.entry.size, f.entry.path))
+    table = Table(title=f"Top {count} largest files", title_justify="left")
+    table.add_column("Size", justify="right")
+    table.add_column("Layer", justify="right")
+    table.add_column("Path", overflow="fold")
+    for f in ranked[:count]:
+        table.add_row(format_size(f.entry.size, iec), str(f.layer), Text(f.entry.path))
+    return table
+
+
+def tree_view(
+    final: dict[str, FinalEntry],
+    *,
+    depth: int | None = None,
+    pattern: str | None = None,
+    touched: dict[str, str] | None = None,
+    iec: bool = False,
+    sort: str = "path",
+) -> Tree:
+    """The merged file tree with directory sizes summed from descendants.
+
+    ``touched`` maps a path to the change kind of the selected layer, so the
+    tree can show what that step did; each entry is marked with the layer
+    that last wrote it.
+    """
+    children: dict[str, list[str]] = {}
+    selected = [p for p in final if pattern is None or match(pattern, p)]
+    keep: set[str] = set()
+    for path in selected:
+        current = path
+        while current != "/" and current not in keep:
+            keep.add(current)
+            parent = posixpath.dirname(current)
+            children.setdefault(parent, []).append(current)
+            current = parent
+    # Directory sizes: add each file's size to all its ancestors.
+    dir_sizes: dict[str, int] = {}
+    for path in selected:
+        entry = final[path].entry
+        if entry.type == DIR:
+            continue
+        current = posixpath.dirname(path)
+        while True:
+            dir_sizes[current] = dir_sizes.get(current, 0) + entry.size
+            if current == "/":
+                break
+            current = posixpath.dirname(current)
+    root = Tree(Text(f"/ ({format_size(dir_sizes.get('/', 0), iec)})", style="bold"))
+
+    def label(path: str) -> Text:
+        found = final.get(path)
+        name = posixpath.basename(path)
+        if found is None:
+            return Text(f"{name}/  {format_size(dir_sizes.get(path, 0), iec)}", style="bold")
+        entry = found.entry
+        size = dir_sizes.get(path, 0) if entry.type == DIR else entry.size
+        text = Text()
+        kind = (touched or {}).get(path)
+        if kind:
+            text.append(f"{KIND_MARK[kind]} ", style=KIND_STYLE[kind])
+        text.append(name + ("/" if entry.type == DIR else ""), style="bold" if entry.type == DIR else "")
+        if entry.type == SYMLINK:
+            text.append(f" -> {entry.link}", style="dim")
+        text.append(f"  {format_size(size, iec)}  ", style="")
+        text.append(f"L{found.layer}", style=KIND_STYLE.get(kind or "", "dim"))
+        return text
+
+    def size_of(path: str) -> int:
+        found = final.get(path)
+        if found is not None and found.entry.type != DIR:
+            return found.entry.size
+        return dir_sizes.get(path, 0)
+
+    stack_: list[tuple[str, Tree, int]] = [("/", root, 0)]
+    while stack_:
+        path, node, level = stack_.pop()
+        if depth is not None and level >= depth:
+            continue
+        kids = children.get(path, [])
+        if sort == "size":
+            kids.sort(key=lambda p: (-size_of(p), p))
+        else:
+            kids.sort()
+        for child in kids:
+            sub = node.add(label(child))
+            stack_.append((child, sub, level + 1))
+    return root
+
+
+def warnings_text(lines: Iterable[str]) -> RenderableType | None:
+    """Warnings, one a line, or None when there are none."""
+    items = list(lines)
+    if not items:
+        return None
+    text = Text()
+    shown = items[:20]
+    for line in shown:
+        text.append(f"warning: {line}\n", style="yellow")
+    if len(items) > len(shown):
+        text.append(f"... and {len(items) - len(shown)} more warnings (see --json)\n", style="yellow")
+    return text

@@ -1,0 +1,356 @@
+"""Apply layer scans in order: what each step changed, and the final file tree.
+
+This is where whiteouts, opaque directories and type changes take effect, and
+where every entry a layer ships is classified in DESIGN.md's one vocabulary
+(added, modified, metadata, re-shipped, removed).  Each change keeps the
+entry it replaced and the layer that had stored it, so analyses (waste,
+diff, audit) can follow every stored copy of a path without re-reading
+anything.  History is paired with layers here, empty steps included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from imgscope.model import (
+    ADDED,
+    CHANGE_KINDS,
+    DIR,
+    FILE,
+    HARDLINK,
+    METADATA,
+    MODIFIED,
+    REMOVED,
+    RESHIPPED,
+    SYMLINK,
+    Entry,
+    HistoryEntry,
+    Image,
+)
+
+WHITEOUT = "whiteout"
+OPAQUE = "opaque"
+REPLACED = "replaced"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path a layer changed, with what stood there before (``old``) and where it came from."""
+
+    path: str
+    kind: str
+    entry: Entry | None
+    old: Entry | None = None
+    old_layer: int | None = None
+    cause: str = ""
+
+    @property
+    def size(self) -> int:
+        """Bytes this change stores in its layer (0 for a removal)."""
+        return self.entry.size if self.entry is not None else 0
+
+    @property
+    def delta(self) -> int:
+        """How the visible size of this path moved: new size minus old size."""
+        return self.size - (self.old.size if self.old is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class KindTotals:
+    """Count and bytes of one change kind in one layer."""
+
+    count: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    """One layer after stacking: its scan facts and its changes."""
+
+    index: int
+    diff_id: str
+    chain_id: str
+    size: int
+    changes: tuple[Change, ...]
+    totals: tuple[tuple[str, KindTotals], ...]
+    warnings: tuple[str, ...] = ()
+
+    def total(self, kind: str) -> KindTotals:
+        """Totals of one change kind."""
+        for name, value in self.totals:
+            if name == kind:
+                return value
+        return KindTotals()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One history step: a layer, or an empty step (ENV, CMD...) with ``layer`` None."""
+
+    position: int
+    layer: int | None
+    instruction: str
+    created_by: str
+    created: str | None
+    comment: str | None
+    empty: bool
+    history_missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FinalEntry:
+    """An entry of the final (or as-of-layer) tree and the layer that last wrote it."""
+
+    entry: Entry
+    layer: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """A stacked image: steps, per-layer changes and the final tree."""
+
+    image: Image
+    steps: tuple[Step, ...]
+    layers: tuple[LayerResult, ...]
+    final: dict[str, FinalEntry]
+    warnings: tuple[str, ...] = ()
+
+    def files(self) -> Iterator[FinalEntry]:
+        """Final entries in path order."""
+        for path in sorted(self.final):
+            yield self.final[path]
+
+
+def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> list[str]:
+    """ChainIDs of a DiffID list (FORMATS.md section 3)."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+_BUILD_ARGS = re.compile(r"^\|(\d+)\s+")
+_CONTENT_HASH = re.compile(r"\b(file|dir|multi):([0-9a-f]{12})[0-9a-f]{52}\b")
+
+
+def instruction(created_by: str) -> str:
+    """A Dockerfile-like instruction from a history ``created_by`` (legacy builder or BuildKit).
+
+    Long content hashes of the legacy builder (``ADD file:<64 hex> in /``) are
+    shortened to 12 digits for people; JSON keeps the raw ``created_by``.
+    """
+    return _CONTENT_HASH.sub(r"\1:\2…", _instruction(created_by))
+
+
+def _instruction(created_by: str) -> str:
+    text = created_by.strip()
+    if not text:
+        return ""
+    match = _BUILD_ARGS.match(text)
+    if match:
+        rest = text[match.end() :].split(" ")
+        count = int(match.group(1))
+        text = " ".join(rest[count:])
+    if text.endswith("# buildkit"):
+        text = text[: -len("# buildkit")].rstrip()
+    for shell in ("/bin/sh -c ", "/bin/bash -c ", "/bin/sh -c\t"):
+        if text.startswith(shell):
+            body = text[len(shell) :].lstrip()
+            if body.startswith("#(nop)"):
+                return body[len("#(nop)") :].strip()
+            return "RUN " + body.strip()
+    if text.startswith("RUN /bin/sh -c "):
+        return "RUN " + text[len("RUN /bin/sh -c ") :].strip()
+    return text
+
+
+def _descendants(path: str, children: dict[str, set[str]]) -> Iterator[str]:
+    """Every path below ``path`` that the tree holds (iteratively: trees can be deep)."""
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        for name in children.get(current, ()):
+            child = current.rstrip("/") + "/" + name
+            yield child
+            stack.append(child)
+
+
+def classify(old: Entry, new: Entry) -> str | None:
+    """The change kind from ``old`` to ``new`` at one path; None for an untouched directory."""
+    if old.type != new.type:
+        return MODIFIED
+    if new.type == FILE and (old.digest != new.digest or old.size != new.size):
+        return MODIFIED
+    if new.type in (SYMLINK, HARDLINK) and old.link != new.link:
+        return MODIFIED
+    if new.type == HARDLINK and old.digest != new.digest:
+        return MODIFIED
+    if new.type not in (FILE, SYMLINK, HARDLINK, DIR) and (old.devmajor, old.devminor) != (
+        new.devmajor,
+        new.devminor,
+    ):
+        return MODIFIED
+    if (old.mode, old.uid, old.gid, old.xattrs) != (new.mode, new.uid, new.gid, new.xattrs):
+        return METADATA
+    if new.type == DIR:
+        return None  # a directory shipped again only to carry its children
+    return RESHIPPED
+
+
+class _Tree:
+    """The merged tree while layers are applied, with a child index for subtree removals."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, FinalEntry] = {}
+        self.children: dict[str, set[str]] = {}
+
+    def put(self, entry: Entry, layer: int) -> None:
+        path = entry.path
+        if path not in self.entries:
+            parent, name = posixpath.split(path)
+            while True:
+                siblings = self.children.setdefault(parent, set())
+                if name in siblings:
+                    break
+                siblings.add(name)
+                if parent == "/":
+                    break
+                parent, name = posixpath.split(parent)
+        self.entries[path] = FinalEntry(entry, layer)
+
+    def remove_subtree(self, path: str, include_self: bool) -> list[tuple[str, FinalEntry]]:
+        """Remove ``path``'s descendants (and itself when asked); return what was removed."""
+        removed: list[tuple[str, FinalEntry]] = []
+        below = list(_descendants(path, self.children))
+        for p in below:
+            found = self.entries.pop(p, None)
+            if found is not None:
+                removed.append((p, found))
+            self.children.pop(p, None)
+        self.children.pop(path, None)
+        if include_self:
+            found = self.entries.pop(path, None)
+            if found is not None:
+                removed.append((path, found))
+            parent, name = posixpath.split(path)
+            siblings = self.children.get(parent)
+            if siblings is not None:
+                siblings.discard(name)
+        elif path in self.children:
+            self.children[path] = set()
+        return removed
+
+    def exists(self, path: str) -> bool:
+        return path in self.entries or path in self.children
+
+
+def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
+    scan = image.scans[index]
+    warnings: list[str] = list(scan.warnings)
+    hidden: dict[str, tuple[FinalEntry, str]] = {}
+    for directory in scan.opaques:
+        for path, found in tree.remove_subtree(directory, include_self=False):
+            hidden[path] = (found, OPAQUE)
+    for path in scan.whiteouts:
+        if not tree.exists(path):
+            warnings.append(f"whiteout for {path}, which no lower layer has")
+            continue
+        for p, found in tree.remove_subtree(path, include_self=True):
+            hidden[p] = (found, WHITEOUT)
+    changes: list[Change] = []
+    for entry in scan.entries:
+        path = entry.path
+        before = tree.entries.get(path)
+        if before is None and path in hidden:
+            before = hidden.pop(path)[0]
+        if before is not None and before.entry.type == DIR and entry.type != DIR:
+            for p, found in tree.remove_subtree(path, include_self=False):
+                hidden[p] = (found, REPLACED)
+        tree.put(entry, index)
+        if before is None:
+            changes.append(Change(path, ADDED, entry))
+            continue
+        kind = classify(before.entry, entry)
+        if kind is not None:
+            changes.append(Change(path, kind, entry, before.entry, before.layer))
+    for path, (found, cause) in sorted(hidden.items()):
+        changes.append(Change(path, REMOVED, None, found.entry, found.layer, cause))
+    totals = []
+    for kind in CHANGE_KINDS:
+        picked = [c for c in changes if c.kind == kind]
+        nbytes = sum(c.old.size for c in picked if c.old) if kind == REMOVED else sum(c.size for c in picked)
+        totals.append((kind, KindTotals(len(picked), nbytes)))
+    return LayerResult(
+        index=index,
+        diff_id=scan.diff_id,
+        chain_id=chain_id,
+        size=scan.size,
+        changes=tuple(changes),
+        totals=tuple(totals),
+        warnings=tuple(warnings),
+    )
+
+
+def _steps(history: tuple[HistoryEntry, ...], layer_count: int) -> tuple[list[Step], list[str]]:
+    """Pair history with layers as moby does; never fail on a history that does not add up."""
+    steps: list[Step] = []
+    warnings: list[str] = []
+    next_layer = 0
+    for position, item in enumerate(history):
+        layer: int | None = None
+        if not item.empty_layer:
+            if next_layer < layer_count:
+                layer = next_layer
+                next_layer += 1
+            else:
+                warnings.append(f"history step {position} claims a layer, but the image has no more")
+        steps.append(
+            Step(
+                position=position,
+                layer=layer,
+                instruction=instruction(item.created_by) or "(no instruction)",
+                created_by=item.created_by,
+                created=item.created,
+                comment=item.comment,
+                empty=layer is None,
+            )
+        )
+    if history and next_layer < layer_count:
+        warnings.append(f"history names {next_layer} of {layer_count} layers; the rest are shown as (missing)")
+    for layer in range(next_layer, layer_count):
+        steps.append(
+            Step(
+                position=len(steps),
+                layer=layer,
+                instruction="(missing)" if history else "(no history)",
+                created_by="",
+                created=None,
+                comment=None,
+                empty=False,
+                history_missing=True,
+            )
+        )
+    return steps, warnings
+
+
+def build(image: Image, upto: int | None = None) -> Stack:
+    """Stack an image's layers (all of them, or base through ``upto``)."""
+    tree = _Tree()
+    count = len(image.scans) if upto is None else min(upto + 1, len(image.scans))
+    chains = chain_ids([s.diff_id for s in image.scans])
+    results = [_apply(tree, index, image, chains[index]) for index in range(count)]
+    steps, warnings = _steps(image.config.history, len(image.scans))
+    return Stack(
+        image=image,
+        steps=tuple(steps),
+        layers=tuple(results),
+        final=tree.entries,
+        warnings=tuple(warnings),
+    )
