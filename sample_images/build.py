@@ -69,6 +69,8 @@ BUILDKIT_COMMENT = "buildkit.dockerfile.v0"
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#: Where the committed sample images live: next to this script.
+DEFAULT_OUT = Path(__file__).resolve().parent
 #: Directories written as OCI layouts: ``--check`` also flags stray files in them.
 OUTPUT_DIRS = ("demo-oci", "multiarch-oci")
 
@@ -127,24 +129,15 @@ def pseudo_binary(seed: str, size: int, magic: bytes) -> bytes:
     the seven compressed copies of the demo small while the uncompressed
     layers keep realistic sizes.
     """
-    raw = hashlib.shake_256(seed.encode()).digest(size)
-    words = (
-        b"main",
-        b"libc.so.6",
-        b"_start",
-        b"printf",
-        b"busybox",
-        b"applet",
-        b"GLIBC_2.2.5",
-        b".text",
-    )
+    words = (b"main", b"libc.so.6", b"_start", b"printf", b"busybox", b"applet", b"GLIBC_2.2.5")
     out = bytearray(magic)
-    for start in range(len(magic), size, 64):
-        chunk = raw[start : start + 64]
-        selector = chunk[0]
-        if selector < 100:
-            out += bytes(len(chunk))
-        elif selector < 180:
+    counter = 0
+    while len(out) < size:
+        chunk = hashlib.shake_256(f"{seed}/{counter}".encode()).digest(64)
+        counter += 1
+        if chunk[0] < 100:
+            out += bytes(64)
+        elif chunk[0] < 180:
             out += b"\0".join(words[b % len(words)] for b in chunk[1:9])
         else:
             out += bytes(0x40 | (b & 0x0F) for b in chunk)
@@ -336,6 +329,12 @@ class Image:
         if self.spec.variant:
             plat["variant"] = self.spec.variant
         return plat
+
+
+def platform_name(image: Image) -> str:
+    """``os/arch[/variant]``, as ``--platform`` spells it."""
+    keys = ("os", "architecture", "variant")
+    return "/".join(str(image.platform[k]) for k in keys if k in image.platform)
 
 
 def build_image(spec: ImageSpec) -> Image:
@@ -583,7 +582,7 @@ def image_manifest(
 
 def attestation(subject: Manifest, image: Image) -> tuple[Manifest, Json]:
     """A BuildKit provenance attestation manifest for ``subject`` and its index descriptor."""
-    plat = "/".join(str(image.platform[k]) for k in ("os", "architecture", "variant") if k in image.platform)
+    plat = platform_name(image)
     statement = jdump(
         {
             "_type": "https://in-toto.io/Statement/v0.1",
@@ -778,9 +777,8 @@ def legacy_archive(images: list[Image]) -> tuple[bytes, list[Json]]:
 def v25_archive(image: Image) -> tuple[bytes, Json]:
     """A Docker 25+ ``docker save`` (graphdriver store): OCI layout plus ``manifest.json``.
 
-    Layers are uncompressed and named by DiffID; ``LayerSources`` is filled.
-
-    The v1 ``json`` files are kept as unreferenced blobs, as Docker does.
+    Layers are uncompressed and named by DiffID, ``LayerSources`` is filled, and
+    the v1 ``json`` files are kept as unreferenced blobs, as Docker does.
     """
     manifest = image_manifest(image, ["none"] * len(image.tars), config_platform=True)
     blobs = dict(manifest.blobs)
@@ -1034,7 +1032,7 @@ def _remove(tree: dict[str, tuple[Entry, int]], top: str, *, keep_top: bool) -> 
     removed: list[Json] = []
     for path in sorted(tree):
         itself = path in (bare, bare + "/")
-        if path.startswith(bare + "/") and not itself or itself and not keep_top:
+        if (path.startswith(bare + "/") and not itself) or (itself and not keep_top):
             lower, _ = tree.pop(path)
             removed.append({"path": path, "kind": "removed", "type": lower.kind})
     return removed
@@ -1123,7 +1121,7 @@ def image_facts(image: Image) -> Json:
     changes, final = stack(image)
     return {
         "repo_tag": image.ref,
-        "platform": "/".join(str(v) for v in image.platform.values()),
+        "platform": platform_name(image),
         "config_digest": image.config_digest,
         "diff_ids": list(image.diff_ids),
         "chain_ids": chain_ids(image.diff_ids),
@@ -1132,6 +1130,25 @@ def image_facts(image: Image) -> Json:
         "layers": layer_facts(image, changes),
         "final_tree": final,
     }
+
+
+def pretty_json(obj: object, indent: int = 0) -> str:
+    """JSON with sorted keys, one line per short flat object or list.
+
+    Why not ``indent=1``: one line per key doubles the size of expected.json,
+    and one line per entry keeps diffs of it readable.
+    """
+    flat = json.dumps(obj, sort_keys=True, ensure_ascii=False)
+    values = list(obj.values()) if isinstance(obj, dict) else obj if isinstance(obj, list) else []
+    nested = any(isinstance(v, dict | list) and v for v in values)
+    if not isinstance(obj, dict | list) or not obj or (not nested and len(flat) <= 240):
+        return flat
+    pad = " " * (indent + 1)
+    if isinstance(obj, dict):
+        items = [f"{pad}{json.dumps(k)}: {pretty_json(obj[k], indent + 1)}" for k in sorted(obj)]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [pad + pretty_json(v, indent + 1) for v in obj]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
 
 
 # ---------------------------------------------------------------------------
@@ -1159,16 +1176,12 @@ def build_all() -> dict[str, bytes]:
     files["demo-legacy.tar.gz"] = gzip_bytes(legacy)
     files["demo-legacy.tar.zst"] = zstd_bytes(legacy, content_size=True)
     layouts["demo-legacy.tar"] = {"format": "docker-legacy", **legacy_facts[0]}
-    layouts["demo-legacy.tar.gz"] = {
-        "format": "docker-legacy",
-        "outer_compression": "gzip",
-        **legacy_facts[0],
-    }
-    layouts["demo-legacy.tar.zst"] = {
-        "format": "docker-legacy",
-        "outer_compression": "zstd",
-        **legacy_facts[0],
-    }
+    for suffix, how in ((".gz", "gzip"), (".zst", "zstd")):
+        layouts["demo-legacy.tar" + suffix] = {
+            "format": "docker-legacy",
+            "outer_compression": how,
+            "same_as": "demo-legacy.tar",
+        }
 
     files["demo-v25.tar"], layouts["demo-v25.tar"] = v25_archive(demo)
     layouts["demo-v25.tar"] = {"format": "docker-v25", **layouts["demo-v25.tar"]}
@@ -1184,7 +1197,7 @@ def build_all() -> dict[str, bytes]:
             files[f"demo-oci/{entry.path}"] = entry.data
     files["demo-oci.tar"] = tar_bytes(oci_entries)
     layouts["demo-oci"] = {"format": "oci-layout", **facts}
-    layouts["demo-oci.tar"] = {"format": "oci-archive", **facts}
+    layouts["demo-oci.tar"] = {"format": "oci-archive", "same_as": "demo-oci"}
 
     multi_entries, facts = oci_multiarch(demo, demo_gzip, arm64, arm64_manifest)
     for entry in multi_entries:
@@ -1206,7 +1219,7 @@ def build_all() -> dict[str, bytes]:
         "other_images": {"imgscope/small:1.0": image_facts(small), "arm64": image_facts(arm64)},
         "layouts": layouts,
     }
-    files["expected.json"] = json.dumps(expected, indent=1, sort_keys=True).encode() + b"\n"
+    files["expected.json"] = pretty_json(expected).encode() + b"\n"
     return files
 
 
@@ -1251,7 +1264,7 @@ def check(out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output directory")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -1264,7 +1277,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
-            print("sample images are stale: run python sample_images/build.py", file=sys.stderr)
+            hint = "" if out == DEFAULT_OUT else f" --out {out}"
+            print(f"sample images are stale: run python sample_images/build.py{hint}", file=sys.stderr)
             return 1
         print("sample images are up to date")
         return 0
