@@ -137,6 +137,7 @@ def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> list[str]:
 
 
 _BUILD_ARGS = re.compile(r"^\|(\d+)\s+")
+_SHELLS = ("/bin/sh -c ", "/bin/bash -c ", "/bin/sh -c\t")
 _CONTENT_HASH = re.compile(r"\b(file|dir|multi):([0-9a-f]{12})[0-9a-f]{52}\b")
 
 
@@ -153,21 +154,22 @@ def _instruction(created_by: str) -> str:
     text = created_by.strip()
     if not text:
         return ""
+    if text.endswith("# buildkit"):
+        text = text[: -len("# buildkit")].rstrip()
+    if text.startswith("RUN ") and (text[4:].startswith("|") or text[4:].startswith(_SHELLS)):
+        inner = _instruction(text[4:])
+        return inner if inner.startswith("RUN ") else "RUN " + inner
     match = _BUILD_ARGS.match(text)
     if match:
         rest = text[match.end() :].split(" ")
         count = int(match.group(1))
         text = " ".join(rest[count:])
-    if text.endswith("# buildkit"):
-        text = text[: -len("# buildkit")].rstrip()
-    for shell in ("/bin/sh -c ", "/bin/bash -c ", "/bin/sh -c\t"):
+    for shell in _SHELLS:
         if text.startswith(shell):
             body = text[len(shell) :].lstrip()
             if body.startswith("#(nop)"):
                 return body[len("#(nop)") :].strip()
             return "RUN " + body.strip()
-    if text.startswith("RUN /bin/sh -c "):
-        return "RUN " + text[len("RUN /bin/sh -c ") :].strip()
     return text
 
 

@@ -110,10 +110,10 @@ def _print_console(
             touched = {c.path: c.kind for c in shown.layers[layer].changes}
         out.print(view.tree_view(shown.final, depth=depth, pattern=pattern, touched=touched, iec=iec, sort=sort))
     elif layer is not None:
-        out.print(view.steps_table(stacked, iec))
+        out.print(view.steps_table(stacked, iec, out.width))
         out.print(view.changes_table(stacked, layer, sort=sort, pattern=pattern, iec=iec))
     else:
-        out.print(view.steps_table(stacked, iec))
+        out.print(view.steps_table(stacked, iec, out.width))
         if "waste" in extra:
             try:
                 from imgscope.render import waste as waste_view

@@ -95,19 +95,26 @@ def changes_cell(result: LayerResult, iec: bool = False) -> Text:
 LEGEND = "changes: +added ~modified m:metadata =re-shipped -removed (count and bytes)"
 
 
-def steps_table(stack: Stack, iec: bool = False) -> RenderableType:
-    """One row per history step, empty steps included, with size and change counts."""
+def steps_table(stack: Stack, iec: bool = False, width: int = 100) -> RenderableType:
+    """One row per history step, empty steps included, with size and change counts.
+
+    Instructions are cut to what the terminal ``width`` leaves, so the numbers
+    never get squeezed out by a long ``RUN`` line.
+    """
     table = Table(title="Steps", title_justify="left", caption=LEGEND, caption_justify="left")
-    table.add_column("Layer", justify="right", no_wrap=True)
-    table.add_column("Size", justify="right", no_wrap=True)
-    table.add_column("Changes", no_wrap=True)
-    table.add_column("Instruction", no_wrap=True, overflow="ellipsis", ratio=1)
+    cells = {r.index: changes_cell(r, iec) for r in stack.layers}
+    widest = max((c.cell_len for c in cells.values()), default=7)
+    table.add_column("Layer", justify="right", no_wrap=True, min_width=5)
+    table.add_column("Size", justify="right", no_wrap=True, min_width=8)
+    table.add_column("Changes", no_wrap=True, min_width=min(max(widest, 7), 48))
+    changes_width = min(max(widest, 7), 48)
+    table.add_column("Instruction", no_wrap=True, overflow="ellipsis", max_width=max(20, width - changes_width - 28))
     for step in stack.steps:
         if step.layer is None or step.layer >= len(stack.layers):
             table.add_row("", Text("-", style="dim"), "", Text(step.instruction, style="dim"))
             continue
         result = stack.layers[step.layer]
-        table.add_row(str(step.layer), _size(result.size, iec), changes_cell(result, iec), Text(step.instruction))
+        table.add_row(str(step.layer), _size(result.size, iec), cells[step.layer], Text(step.instruction))
     return table
 
 

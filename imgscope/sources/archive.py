@@ -68,7 +68,44 @@ def _tag_matches(repo_tag: str, wanted: str) -> bool:
     return tag == wanted or (name == wanted and tag == "latest") or repo_tag.endswith("/" + wanted)
 
 
-def plan_docker_save(store: Store, tag: str | None) -> ImagePlan:
+def _entry_platform(store: Store, entry: dict[str, Any]) -> tuple[str, str, str] | None:
+    config_name = entry.get("Config")
+    if not isinstance(config_name, str) or not store.exists(config_name):
+        return None
+    raw = load_json(store.read(config_name), f"{store.label}: {config_name}")
+    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
+        return None
+    text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
+    return oci.normalize_platform(text)
+
+
+def _pick_platform(store: Store, entries: list[dict[str, Any]], platform: str) -> list[dict[str, Any]]:
+    """Entries whose config is for ``platform``; a clear error when none is."""
+    wanted = oci.normalize_platform(platform)
+    found = []
+    seen = []
+    for entry in entries:
+        plat = _entry_platform(store, entry)
+        seen.append(plat)
+        if plat is not None and plat[:2] == wanted[:2] and (not wanted[2] or plat[2] == wanted[2]):
+            found.append(entry)
+    if found:
+        return found
+    here = ", ".join(sorted({"/".join(p for p in plat if p) for plat in seen if plat})) or "unknown"
+    missing = ""
+    if store.exists("index.json"):
+        index = load_json(store.read("index.json"), f"{store.label}: index.json")
+        if isinstance(index, dict):
+            _, notes = oci.walk_index(store, index)
+            gone = [n for n in notes if "missing" in n and "/".join(p for p in wanted if p) in n]
+            if gone:
+                missing = f" ({gone[0]}: that platform was not pulled)"
+    raise ImgscopeError(
+        f"{store.label}: no image for {'/'.join(p for p in wanted if p)}{missing}; platforms here: {here}"
+    )
+
+
+def plan_docker_save(store: Store, tag: str | None, platform: str | None = None) -> ImagePlan:
     """Plan from ``manifest.json`` (legacy, Docker 25+, containerd store, kaniko)."""
     manifest = load_json(store.read("manifest.json"), f"{store.label}: manifest.json")
     if manifest is None:
@@ -87,8 +124,11 @@ def plan_docker_save(store: Store, tag: str | None) -> ImagePlan:
             raise ImgscopeError(
                 f"{store.label}: no image tagged {tag!r}" + (f"; tags here: {', '.join(known)}" if known else "")
             )
-        entry = chosen[0]
-    elif len(entries) == 1:
+        entries = chosen
+    if platform:
+        entries = _pick_platform(store, entries, platform)
+    if tag or len(entries) == 1:
+        entry = entries[0]
         entry = entries[0]
     else:
         listing = ", ".join(
@@ -170,8 +210,12 @@ def _manifest_digest(store: Store, config_digest: str | None) -> str | None:
 def plan_store(store: Store, tag: str | None, platform: str | None) -> tuple[ImagePlan, str]:
     """Decide the format of what a store holds and plan the image; name the format."""
     if store.exists("manifest.json"):
-        fmt = "docker-archive (docker 25+)" if store.exists("index.json") else "docker-archive"
-        return plan_docker_save(store, tag), fmt
+        plan = plan_docker_save(store, tag, platform)
+        fmt = "docker-archive"
+        if store.exists("index.json"):
+            compressed = any(ref.media_type and ref.media_type.endswith(("+gzip", "+zstd")) for ref in plan.layers)
+            fmt += " (docker 25+, containerd store)" if compressed else " (docker 25+)"
+        return plan, fmt
     if store.exists("index.json"):
         return oci.plan_layout(store, tag, platform), "oci"
     if store.exists("repositories"):
