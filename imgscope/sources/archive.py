@@ -8,7 +8,6 @@ Docker 25's ``index.json``) or walks the OCI index.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -230,12 +229,3 @@ def load_path(path: Path, reference: str, tag: str | None, options: LoadOptions)
     store = open_store(path, options)
     plan, fmt = plan_store(store, tag or options.image, options.platform)
     return load_plan(store, plan, reference, fmt, options)
-
-
-def file_sha256(path: Path) -> str:
-    """Digest of a whole file, for ``--verify`` of archives."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()

@@ -135,13 +135,13 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
     """Scan the plan's layers and assemble the Image, checking DiffIDs on the way."""
     config_bytes = store.read(plan.config_name)
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    warnings = list(plan.warnings)
     if plan.config_digest and plan.config_digest != image_id:
         message = f"{store.label}: config {plan.config_name} does not match its digest {plan.config_digest}"
         if options.verify:
             raise ImgscopeError(message)
+        warnings.append(message)
     config = parse_config(config_bytes, f"{store.label}: {plan.config_name}")
-    if config.raw.get("config", {}) and config.os == "" and config.architecture == "":
-        pass
     if len(config.diff_ids) != len(plan.layers):
         raise ImgscopeError(
             f"{store.label}: the manifest lists {len(plan.layers)} layers but the config has "
@@ -150,7 +150,6 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
     for ref in plan.layers:
         _check_media_type(ref, store.label)
     scans = scan_layers(store, plan.layers, config.diff_ids, options)
-    warnings = list(plan.warnings)
     for i, (scan, expected) in enumerate(zip(scans, config.diff_ids, strict=True)):
         if scan.diff_id != expected:
             message = (
