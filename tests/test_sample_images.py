@@ -129,3 +129,19 @@ def test_cache_round_trip_gives_identical_scans(tmp_path: Path, monkeypatch: pyt
     from imgscope.cache import open_cache
 
     assert open_cache().info().layers == 7
+
+
+@pytest.mark.parametrize("name", ["demo-legacy.tar", "demo-v25.tar", "demo-containerd.tar", "demo-oci.tar"])
+def test_every_tar_entry_is_accounted_for(name: str) -> None:
+    """GNU tar's listing of each layer equals the scan's entries, whiteouts and opaque markers."""
+    from tests.gnutar import archive_layers, gnu_list
+
+    image = load(name, platform="linux/amd64")
+    for scan, blob in zip(image.scans, archive_layers(SAMPLES / name), strict=True):
+        listing = gnu_list(blob)
+        assert ({e.path for e in scan.entries}, set(scan.whiteouts), set(scan.opaques)) == (
+            set(listing.paths),
+            set(listing.whiteouts),
+            set(listing.opaques),
+        )
+        assert scan.size == listing.size
