@@ -25,3 +25,43 @@ def external() -> Path:
     if not EXTERNAL.is_dir():
         pytest.skip(f"external fixtures not present at {EXTERNAL}")
     return EXTERNAL
+
+
+# --------------------------------------------------------------------------- daemon fixtures
+# Tests that need a Docker engine take ``docker_client`` (or ``daemon_images``).  With no
+# engine answering they are skipped with the reason, unless IMGSCOPE_REQUIRE_DOCKER=1
+# (set by .ci/run): then a missing engine fails the run instead of hiding every test.
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    """A Docker SDK client for the engine imgscope itself would use."""
+    import os
+
+    from imgscope.errors import ImgscopeError
+
+    try:
+        from imgscope.sources.daemon import connect
+
+        engine = connect()
+    except (ImgscopeError, ImportError) as exc:
+        reason = f"no Docker engine answers: {exc}"
+        if os.environ.get("IMGSCOPE_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"{reason} (IMGSCOPE_REQUIRE_DOCKER=1)", pytrace=False)
+        pytest.skip(reason)
+    yield engine.client
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def daemon_images(docker_client: object) -> Iterator[dict[str, str]]:
+    """The images of tests/daemon/*.Dockerfile, built when absent: tag -> image id.
+
+    Images built here are removed at the end of the session; ones that were there before
+    (built by .ci/run or a developer) are kept.
+    """
+    from tests.daemon.images import ensure_images, remove_images
+
+    images, built = ensure_images(docker_client)
+    yield images
+    remove_images(docker_client, built)

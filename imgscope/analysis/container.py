@@ -20,6 +20,7 @@ import bisect
 import dataclasses
 import difflib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -172,6 +173,21 @@ def _subtree_bytes(path: str, final: dict[str, FinalEntry], ordered: list[str]) 
     return total
 
 
+def bytes_below(stack: Stack) -> Callable[[str], int]:
+    """``path -> bytes`` the image holds at and below a path: what reading it whole would stream.
+
+    The daemon source uses it to decide whether one archive of a changed
+    directory is cheaper than one request per changed file in it.
+    """
+    final = stack.final
+    ordered = sorted(final)
+
+    def measure(path: str) -> int:
+        return _subtree_bytes(path, final, ordered)
+
+    return measure
+
+
 def analyse(snapshot: ContainerSnapshot, stack: Stack) -> ContainerReport:
     """Classify every path of ``docker diff`` against the stacked image of the container."""
     final = stack.final
@@ -194,7 +210,9 @@ def analyse(snapshot: ContainerSnapshot, stack: Stack) -> ContainerReport:
         if observed.kind == "D":
             size = _subtree_bytes(path, final, ordered) if before is not None else 0
             changes.append(
-                PathChange(path, REMOVED, "D", size, None, image_entry, layer, note or ("" if before else INIT_LAYER_NOTE))
+                PathChange(
+                    path, REMOVED, "D", size, None, image_entry, layer, note or ("" if before else INIT_LAYER_NOTE)
+                )
             )
             continue
         current = observed.current
