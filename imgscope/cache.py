@@ -33,8 +33,14 @@ def cache_dir() -> Path:
     return Path(base) / "imgscope"
 
 
-def _encode(scan: LayerScan) -> bytes:
-    entries = tuple(
+def pack(scan: LayerScan) -> bytes:
+    """A scan as ``marshal``-ed tuples: what the cache stores and what scan workers send back.
+
+    Unpickling frozen slotted dataclasses goes through ``__setstate__`` field by
+    field (several times slower than the scan itself for a large layer);
+    plain tuples are read back in C and turned into entries in one call each.
+    """
+    entries = [
         (
             e.path,
             e.type,
@@ -51,22 +57,60 @@ def _encode(scan: LayerScan) -> bytes:
             e.devminor,
         )
         for e in scan.entries
-    )
+    ]
     record = (scan.diff_id, scan.tar_bytes, entries, scan.whiteouts, scan.opaques, scan.warnings, scan.estargz)
-    return zlib.compress(marshal.dumps(record), 1)
+    return marshal.dumps(record)
 
 
-def _decode(blob: bytes) -> LayerScan:
-    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz = marshal.loads(zlib.decompress(blob))
+def unpack(data: bytes) -> LayerScan:
+    """The scan :func:`pack` wrote; equal values are shared again, as the scanner shares them."""
+    from imgscope.scan import paused_gc
+
+    with paused_gc():
+        return _unpack(data)
+
+
+def _unpack(data: bytes) -> LayerScan:
+    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz = marshal.loads(data)
+    shared: dict[int, int] = {}
+    share = shared.setdefault
+    out = []
+    for fields in entries:
+        path, kind, mode, uid, gid, size, tar_size, mtime, link, digest, xattrs, major, minor = fields
+        out.append(
+            Entry(
+                path,
+                kind,
+                share(mode, mode),
+                share(uid, uid),
+                share(gid, gid),
+                size,
+                size if tar_size == size else tar_size,
+                share(mtime, mtime),
+                link,
+                digest,
+                tuple(xattrs) if xattrs else (),
+                major,
+                minor,
+            )
+        )
     return LayerScan(
         diff_id=diff_id,
         tar_bytes=tar_bytes,
-        entries=tuple(Entry(*fields) for fields in entries),
+        entries=tuple(out),
         whiteouts=tuple(whiteouts),
         opaques=tuple(opaques),
         warnings=tuple(warnings),
         estargz=bool(estargz),
     )
+
+
+def _encode(scan: LayerScan) -> bytes:
+    return zlib.compress(pack(scan), 1)
+
+
+def _decode(blob: bytes) -> LayerScan:
+    return unpack(zlib.decompress(blob))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,13 @@ sizes are counted the way Docker counts them (FORMATS.md sections 4 and 5).
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import posixpath
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from zlib import adler32
 
 import xxhash
 
@@ -30,10 +34,19 @@ CHUNK = 1 << 20
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 ZERO_BLOCK = b"\x00" * BLOCK_SIZE
+# Largest PAX or GNU long-name record read (Go's archive/tar limit, maxSpecialFileSize).
+MAX_RECORD = 1 << 20
+# Warnings kept per layer: a hostile layer can earn one per entry, a million of them.
+MAX_WARNINGS = 100
+# One chunk behind the unread rest of the last one, which is under a header or a record.
+_CAPACITY = CHUNK + MAX_RECORD + 2 * BLOCK_SIZE
+_SPECIAL = frozenset((b"x", b"g", b"L", b"K"))
+_xxh3_hex = xxhash.xxh3_64_hexdigest
 ESTARGZ_NAMES = frozenset({"/stargz.index.json", "/.prefetch.landmark", "/.no.prefetch.landmark"})
 
 # A sink receives a regular file's content, chunk by chunk, for analyses that read
-# content (audit, container --content) in the same single pass.
+# content (audit, container --content) in the same single pass.  The view it gets is
+# of a reused buffer: valid during the call only (copy what must be kept).
 ContentSink = Callable[[memoryview], None]
 ContentVisitor = Callable[[str, int], ContentSink | None]
 
@@ -50,69 +63,222 @@ _TYPES = {
 }
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cycle collector while a large image's objects are built.
+
+    Loading and stacking 200,000 entries allocates millions of small objects
+    (entries, changes, tree nodes), none of them in reference cycles; yet the
+    collector runs every few hundred allocations and, as the heap grows, walks
+    more and more of them: a third of the time of stacking.  Nothing is frozen
+    afterwards: in a long-lived process (the test suite, ``explore``) frozen
+    garbage would never be collected.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class _Stream:
-    """Chunked reader over the decompressed layer that hashes everything it reads."""
+    """Chunked reader over the decompressed layer that hashes everything it reads.
 
-    __slots__ = ("buf", "limit", "name", "pos", "raw", "sha", "total")
+    Reads go into two reused buffers (no new ``bytes`` per chunk, no copy of a
+    file's content), and the SHA-256 of each chunk runs on a helper thread
+    while this one parses the chunk and hashes its files: ``hashlib`` releases
+    the GIL, so the DiffID, the slowest hash, costs almost no wall time on a
+    second core.  A buffer is refilled only after the helper is done with it.
+    """
 
-    def __init__(self, raw: ByteSource, name: str, limit: int | None) -> None:
+    __slots__ = (
+        "_bufs",
+        "_cur",
+        "_done",
+        "_jobs",
+        "_pending",
+        "_readinto",
+        "_thread",
+        "end",
+        "limit",
+        "name",
+        "pos",
+        "raw",
+        "sha",
+        "total",
+        "trusted",
+        "view",
+    )
+
+    def __init__(self, raw: ByteSource, name: str, limit: int | None, trusted: str | None = None) -> None:
         self.raw = raw
         self.name = name
         self.limit = limit
+        # A DiffID the caller takes on trust: then no SHA-256 at all (the costliest hash by far).
+        self.trusted = trusted
         self.sha = hashlib.sha256()
-        self.buf = b""
-        self.pos = 0
         self.total = 0
+        self._bufs: list[memoryview] = [memoryview(bytearray(_CAPACITY))]
+        self._cur = 0
+        self.view = self._bufs[0]
+        self.pos = 0
+        self.end = 0
+        self._readinto: Callable[[memoryview], int | None] | None = getattr(raw, "readinto", None)
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._pending = 0
+
+    def _hash_worker(self) -> None:
+        update = self.sha.update
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                update(job)
+            except BaseException as exc:  # pragma: no cover - hashlib does not fail on a buffer
+                self._done.put(exc)
+            else:
+                self._done.put(None)
+
+    def _wait(self, keep: int) -> None:
+        """Wait until at most ``keep`` chunks are still being hashed."""
+        while self._pending > keep:
+            failure = self._done.get()
+            self._pending -= 1
+            if failure is not None:  # pragma: no cover
+                raise failure
+
+    def _hash(self, data: memoryview) -> None:
+        if self.trusted is not None:
+            return
+        if self._thread is None:
+            if self.total <= CHUNK:  # small layers: a thread would cost more than it saves
+                self.sha.update(data)
+                return
+            self._thread = threading.Thread(target=self._hash_worker, name="imgscope-sha256", daemon=True)
+            self._thread.start()
+        self._pending += 1
+        self._jobs.put(data)
 
     def _fill(self) -> bool:
-        chunk = self.raw.read(CHUNK)
-        if not chunk:
+        """Read the next chunk behind the bytes not yet consumed; False at the end of the stream."""
+        rest = self.end - self.pos
+        other = 1 - self._cur
+        if len(self._bufs) == 1:
+            self._bufs.append(memoryview(bytearray(_CAPACITY)))
+        self._wait(1)  # the helper may still hash the other buffer's last chunk
+        dst = self._bufs[other]
+        if rest:
+            dst[:rest] = self.view[self.pos : self.end]
+        if self._readinto is not None:
+            n = self._readinto(dst[rest : rest + CHUNK]) or 0
+        else:
+            data = self.raw.read(CHUNK)
+            n = len(data)
+            dst[rest : rest + n] = data
+        if not n:
             return False
-        self.sha.update(chunk)
-        self.total += len(chunk)
+        self.total += n
         if self.limit is not None and self.total > self.limit:
             raise ImgscopeError(
                 f"{self.name}: layer expands past --max-layer-bytes ({self.limit} bytes); stopped reading it"
             )
-        rest = len(self.buf) - self.pos
-        self.buf = self.buf[self.pos :] + chunk if rest else chunk
+        self._hash(dst[rest : rest + n])
+        self._cur = other
+        self.view = dst
         self.pos = 0
+        self.end = rest + n
         return True
 
     def read(self, n: int) -> bytes:
-        """Exactly ``n`` bytes, or fewer only at the end of the stream."""
-        while len(self.buf) - self.pos < n:
+        """Exactly ``n`` bytes (at most ``MAX_RECORD`` + a block), or fewer only at the end of the stream."""
+        while self.end - self.pos < n:
             if not self._fill():
                 break
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += len(out)
-        return out
+        start = self.pos
+        stop = min(start + n, self.end)
+        self.pos = stop
+        return bytes(self.view[start:stop])
 
     def feed(self, n: int, sinks: list[Callable[[memoryview], object]]) -> None:
-        """Pass the next ``n`` bytes to every sink without building one big string."""
+        """Pass the next ``n`` bytes to every sink without building one big string.
+
+        A sink sees a view of a reused buffer: valid only during the call.
+        """
         while n > 0:
-            avail = len(self.buf) - self.pos
+            avail = self.end - self.pos
             if avail == 0:
                 if not self._fill():
                     raise ImgscopeError(f"{self.name}: layer tar is truncated (a file's data is cut)")
-                avail = len(self.buf) - self.pos
+                avail = self.end - self.pos
             take = avail if avail < n else n
             if sinks:
-                view = memoryview(self.buf)[self.pos : self.pos + take]
+                view = self.view[self.pos : self.pos + take]
                 for sink in sinks:
                     sink(view)
             self.pos += take
             n -= take
 
+    def file_digest(self, size: int, padded: int, sink: ContentSink | None) -> str:
+        """xxh3 of a regular file's ``size`` bytes, skipping its padding; ``sink`` sees them too."""
+        start = self.pos
+        if self.end - start >= padded:  # the whole file is in the buffer: one call, no hasher object
+            view = self.view[start : start + size]
+            if sink is not None:
+                sink(view)
+            self.pos = start + padded
+            return _xxh3_hex(view)
+        hasher = xxhash.xxh3_64()
+        self.feed(size, [hasher.update] if sink is None else [hasher.update, sink])
+        self.feed(padded - size, [])
+        return hasher.hexdigest()
+
+    def skip(self, n: int) -> None:
+        """Pass over ``n`` bytes (padding, content that is not hashed)."""
+        if self.end - self.pos >= n:
+            self.pos += n
+        else:
+            self.feed(n, [])
+
     def drain(self) -> None:
         """Read to the end so the DiffID covers the padding after the end blocks."""
-        self.pos = len(self.buf)
+        self.pos = self.end
         while self._fill():
-            self.pos = len(self.buf)
+            self.pos = self.end
+
+    def digest(self) -> str:
+        """The SHA-256 of every byte read, once the helper has hashed them all."""
+        if self.trusted is not None:
+            return self.trusted
+        self._wait(0)
+        return "sha256:" + self.sha.hexdigest()
+
+    def close(self) -> None:
+        """Stop the helper thread (after an error too: it must not outlive the scan); drop the buffers.
+
+        After an error a traceback may keep this object alive for a while: it
+        should not keep its 4 MiB of buffers alive with it.
+        """
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        self.view = memoryview(b"")
+        self._bufs.clear()
 
 
 def _number(field: bytes) -> int:
     """A tar numeric field: octal text, or GNU base-256 when the high bit is set."""
+    if field[:1] == b"0":  # the common case: zero-padded octal digits, then NUL or space
+        try:
+            return int(field.rstrip(b" \x00"), 8)
+        except ValueError:
+            pass  # the careful way below says what is wrong
     if field and field[0] & 0x80:
         value = int.from_bytes(field[1:], "big")
         if field[0] & 0x40:  # negative base-256
@@ -125,6 +291,30 @@ def _number(field: bytes) -> int:
         return int(text, 8)
     except ValueError as exc:
         raise ValueError(f"bad numeric field {text!r}") from exc
+
+
+_TERMINATORS = frozenset((0, 32))
+
+
+def _octal_fields(header: bytes) -> tuple[int, int, int, int, int] | None:
+    """Mode, uid, gid, size and mtime in one go when all five are plain octal digits (nearly always).
+
+    Each field then is its digits and one NUL or space; anything else (base-256,
+    no terminator, blanks) returns None and goes the careful way, :func:`_number`.
+    """
+    t = _TERMINATORS
+    if header[107] in t and header[115] in t and header[123] in t and header[135] in t and header[147] in t:
+        try:
+            return (
+                int(header[100:107], 8),
+                int(header[108:115], 8),
+                int(header[116:123], 8),
+                int(header[124:135], 8),
+                int(header[136:147], 8),
+            )
+        except ValueError:
+            return None
+    return None
 
 
 def _text(field: bytes) -> str:
@@ -154,18 +344,27 @@ def _pax(data: bytes) -> dict[str, str]:
 
 
 def _checksum_ok(header: bytes) -> bool:
+    """Whether the header's checksum field matches the (unsigned) sum of its bytes.
+
+    ``zlib.adler32`` of 256 bytes holds their exact sum in its low 16 bits
+    (at most 255 * 256 = 65280, below Adler's modulus 65521): two C calls
+    instead of summing 512 Python ints, which cost more than the rest of a header.
+    """
     stored = header[148:156]
     try:
         expected = _number(stored)
     except ValueError:
         return False
-    unsigned = sum(header) - sum(stored) + 8 * 32
-    return expected == unsigned
+    unsigned = (adler32(header[:256]) & 0xFFFF) + (adler32(header[256:]) & 0xFFFF) - 2
+    return expected == unsigned - sum(stored) + 8 * 32
 
 
 def normalize(name: str) -> str | None:
     """Absolute, normalised path of a tar name, or None when it escapes the root."""
     name = name.lstrip("/")
+    if name and name[0] != "." and "/." not in name and "//" not in name:
+        # The common case (``usr/lib/x``, ``etc/``): no ``.``, ``..`` or empty part.
+        return "/" + name.rstrip("/")
     if not name or name in {".", "./"}:
         return "/"
     norm = posixpath.normpath("/" + name)
@@ -187,16 +386,24 @@ def scan_layer(
     *,
     max_bytes: int | None = None,
     visitor: ContentVisitor | None = None,
+    diff_id: str | None = None,
 ) -> LayerScan:
     """Scan one layer blob (any compression) into a :class:`LayerScan`.
 
     ``name`` is how errors name the layer (a file in an archive, a blob digest).
     ``max_bytes`` bounds the uncompressed size, for untrusted input.
     ``visitor`` is asked, per regular file, for a sink to receive its content.
+    ``diff_id``, when given, is taken as the layer's DiffID instead of computing
+    the SHA-256 of its bytes: for callers that neither verify nor cache (a
+    trusted DiffID must never key the cache).
     """
     try:
         stream, _kind = open_decompressed(raw)
-        return _scan_tar(_Stream(stream, name, max_bytes), visitor)
+        s = _Stream(stream, name, max_bytes, diff_id)
+        try:
+            return _scan_tar(s, visitor)
+        finally:
+            s.close()
     except ImgscopeError:
         raise
     except decode_errors() as exc:
@@ -204,10 +411,27 @@ def scan_layer(
 
 
 def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
+    """The scan loop: one pass over headers and content.
+
+    It runs once per entry, hundreds of thousands of times on a large image, so
+    the common case (a ustar or GNU header with no PAX record and a plain name)
+    takes a short path: numeric fields parsed in place, the link name decoded
+    only for links, small files hashed in one call, and repeated integers
+    (modes, mtimes) shared between entries so that a scan stays small in memory.
+    """
     entries: dict[str, Entry] = {}
     whiteouts: list[str] = []
     opaques: list[str] = []
     warnings: list[str] = []
+    dropped = 0
+
+    def warn(message: str) -> None:
+        nonlocal dropped
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(message)
+        else:
+            dropped += 1
+
     estargz = False
     pax_global: dict[str, str] = {}
     pax: dict[str, str] = {}
@@ -215,13 +439,16 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     long_link: str | None = None
     first = True
     ended = False
+    shared: dict[int, int] = {}
+    share = shared.setdefault
+    read = s.read
     while True:
-        header = s.read(BLOCK_SIZE)
-        if not header:
-            if first or ended:
-                break  # a zero-byte layer file is an empty layer
-            raise ImgscopeError(f"{s.name}: layer tar is truncated (no end-of-archive marker)")
+        header = read(BLOCK_SIZE)
         if len(header) < BLOCK_SIZE:
+            if not header:
+                if first or ended:
+                    break  # a zero-byte layer file is an empty layer
+                raise ImgscopeError(f"{s.name}: layer tar is truncated (no end-of-archive marker)")
             if ended and not header.strip(b"\x00"):
                 break
             raise ImgscopeError(f"{s.name}: layer tar is truncated (a header is cut)")
@@ -232,23 +459,32 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             continue
         if not _checksum_ok(header):
             if ended:
-                warnings.append("bytes after the end of the tar archive were ignored")
+                warn("bytes after the end of the tar archive were ignored")
                 s.drain()
                 break
             what = "is not a tar archive" if first else "has a corrupt tar header"
             raise ImgscopeError(f"{s.name}: layer {what}")
         first = False
         typeflag = header[156:157]
-        try:
-            size = _number(header[124:136])
-        except ValueError as exc:
-            raise ImgscopeError(f"{s.name}: layer has a corrupt tar header ({exc})") from exc
+        nums = _octal_fields(header)
+        if nums is not None:
+            size = nums[3]
+        else:
+            try:
+                size = _number(header[124:136])
+            except ValueError as exc:
+                raise ImgscopeError(f"{s.name}: layer has a corrupt tar header ({exc})") from exc
         if size < 0:
             raise ImgscopeError(f"{s.name}: layer has a negative entry size")
-        padded = (size + BLOCK_SIZE - 1) // BLOCK_SIZE * BLOCK_SIZE
+        padded = (size + BLOCK_SIZE - 1) & ~(BLOCK_SIZE - 1)
 
-        if typeflag in (b"x", b"g", b"L", b"K"):
-            data = s.read(padded)
+        if typeflag in _SPECIAL:
+            if size > MAX_RECORD:
+                # Held in memory to be parsed, so bounded; Go's archive/tar (which wrote and
+                # reads every Docker layer) refuses the same records.
+                what = "PAX" if typeflag in (b"x", b"g") else "long-name"
+                raise ImgscopeError(f"{s.name}: layer has a {what} record of {size} bytes (over 1 MiB), refused")
+            data = read(padded)
             if len(data) < padded:
                 raise ImgscopeError(f"{s.name}: layer tar is truncated (in a PAX or long-name record)")
             data = data[:size]
@@ -263,118 +499,127 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             continue
 
         fields = {**pax_global, **pax} if pax_global else pax
-        raw_name = fields.get("path") or long_name
+        raw_name = (fields.get("path") if fields else None) or long_name
         if raw_name is None:
-            raw_name = _text(header[0:100])
-            if header[257:262] == b"ustar":
+            nul = header.find(0, 0, 100)
+            raw_name = header[: nul if nul >= 0 else 100].decode("utf-8", "surrogateescape")
+            if header[345] and header[257:262] == b"ustar":
                 prefix = _text(header[345:500])
                 if prefix:
                     raw_name = prefix + "/" + raw_name
-        link = fields.get("linkpath") or long_link or _text(header[157:257])
-        if "size" in fields:
+        if fields and "size" in fields:
             with contextlib.suppress(ValueError):
                 size = int(fields["size"])
             padded = (size + BLOCK_SIZE - 1) // BLOCK_SIZE * BLOCK_SIZE
-        pax_now, pax = pax, {}
-        long_name = long_link = None
+        pax_now = pax
+        if pax:
+            pax = {}
+        link_long, long_name, long_link = long_link, None, None
 
         kind = _TYPES.get(typeflag)
         content_bytes = size if kind in (FILE, None) or typeflag == b"S" else 0
         if typeflag == b"S":
             kind = FILE
-            warnings.append(f"{raw_name}: GNU sparse entry counted by its stored bytes")
+            warn(f"{raw_name}: GNU sparse entry counted by its stored bytes")
         path = normalize(raw_name) if "\x00" not in raw_name else None
         if path is None:
-            warnings.append(f"refused entry {raw_name[:200]!r}: it escapes the image root")
-            s.feed(padded, [])
+            why = "a NUL byte in its name" if "\x00" in raw_name else "it escapes the image root"
+            warn(f"refused entry {raw_name[:200]!r}: {why}")
+            s.skip(padded)
             continue
         if kind is None:
-            warnings.append(f"{path}: unknown tar type {typeflag!r} read as a regular file")
+            warn(f"{path}: unknown tar type {typeflag!r} read as a regular file")
             kind = FILE
 
-        base = posixpath.basename(path)
-        if base.startswith(WHITEOUT):
-            parent = posixpath.dirname(path)
+        slash = path.rfind("/")
+        if path.startswith(WHITEOUT, slash + 1):
+            base = path[slash + 1 :]
+            parent = path[:slash] or "/"
             if base == OPAQUE:
                 opaques.append(parent)
             elif base.startswith(OPAQUE[:8]):
                 pass  # other .wh..wh.* entries (AUFS .wh..wh.plnk) are bookkeeping
-            elif base == WHITEOUT:
-                warnings.append(f"{path}: invalid whiteout '.wh.' with no name, ignored")
+            elif base in (WHITEOUT, WHITEOUT + ".", WHITEOUT + ".."):
+                warn(f"{path}: invalid whiteout {base!r} names no file, ignored")
             else:
                 whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
-            s.feed(padded, [])
+            s.skip(padded)
             continue
         if path == "/":
-            s.feed(padded, [])
+            s.skip(padded)
             continue
 
         digest = ""
         if kind == FILE:
-            hasher = xxhash.xxh3_64()
-            sinks: list[Callable[[memoryview], object]] = [hasher.update]
-            if visitor is not None:
-                sink = visitor(path, size)
-                if sink is not None:
-                    sinks.append(sink)
-            s.feed(size, sinks)
-            s.feed(padded - size, [])
-            digest = hasher.hexdigest()
+            sink = visitor(path, size) if visitor is not None else None
+            digest = s.file_digest(size, padded, sink)
         else:
-            s.feed(padded, [])
+            s.skip(padded)
 
         try:
-            mode = _number(header[100:108]) & 0o7777
-            uid = int(pax_now["uid"]) if "uid" in pax_now else _number(header[108:116])
-            gid = int(pax_now["gid"]) if "gid" in pax_now else _number(header[116:124])
-            mtime = int(float(pax_now["mtime"])) if "mtime" in pax_now else _number(header[136:148])
-            devmajor = _number(header[329:337]) if kind in (CHAR, BLOCK) else 0
-            devminor = _number(header[337:345]) if kind in (CHAR, BLOCK) else 0
+            if nums is not None:
+                mode, uid, gid, _size, mtime = nums
+                mode &= 0o7777
+            else:
+                mode = _number(header[100:108]) & 0o7777
+                uid = _number(header[108:116])
+                gid = _number(header[116:124])
+                mtime = _number(header[136:148])
+            if pax_now:
+                uid = int(pax_now["uid"]) if "uid" in pax_now else uid
+                gid = int(pax_now["gid"]) if "gid" in pax_now else gid
+                mtime = int(float(pax_now["mtime"])) if "mtime" in pax_now else mtime
+            if kind in (CHAR, BLOCK):
+                devmajor = _number(header[329:337])
+                devminor = _number(header[337:345])
+            else:
+                devmajor = devminor = 0
         except ValueError as exc:
             raise ImgscopeError(f"{s.name}: corrupt tar header for {path} ({exc})") from exc
+        mode = share(mode, mode)
+        mtime = share(mtime, mtime)
+        if uid > 256:  # smaller ints are shared by Python already
+            uid = share(uid, uid)
+        if gid > 256:
+            gid = share(gid, gid)
 
         if kind == CHAR and devmajor == 0 and devminor == 0:
-            warnings.append(f"{path}: char device 0/0 is a leaked overlay whiteout; read as one")
+            warn(f"{path}: char device 0/0 is a leaked overlay whiteout; read as one")
             whiteouts.append(path)
             continue
 
-        xattrs = tuple(
-            sorted((k[len("SCHILY.xattr.") :], v) for k, v in pax_now.items() if k.startswith("SCHILY.xattr."))
-        )
+        xattrs: tuple[tuple[str, str], ...] = ()
+        if pax_now:
+            xattrs = tuple(
+                sorted((k[len("SCHILY.xattr.") :], v) for k, v in pax_now.items() if k.startswith("SCHILY.xattr."))
+            )
         entry_size = content_bytes if kind == FILE else 0
-        if kind == SYMLINK:
-            entry_size = len(link.encode("utf-8", "surrogateescape"))
-        elif kind == HARDLINK:
-            target = normalize(link)
-            if target is None:
-                warnings.append(f"{path}: hardlink target {link!r} escapes the image root, ignored")
-                continue
-            link = target
-            found = entries.get(target)
-            if found is None:
-                warnings.append(f"{path}: hardlink to {target}, which this layer does not hold")
+        link = ""
+        if kind in (SYMLINK, HARDLINK):
+            link = (fields.get("linkpath") if fields else None) or link_long or _text(header[157:257])
+            if kind == SYMLINK:
+                entry_size = len(link.encode("utf-8", "surrogateescape"))
             else:
-                digest = found.digest
+                target = normalize(link)
+                if target is None:
+                    warn(f"{path}: hardlink target {link!r} escapes the image root, ignored")
+                    continue
+                link = target
+                found = entries.get(target)
+                if found is None:
+                    warn(f"{path}: hardlink to {target}, which this layer does not hold")
+                else:
+                    digest = found.digest
         if path in ESTARGZ_NAMES:
             estargz = True
         entries.pop(path, None)  # a later entry of the same name replaces the earlier one
         entries[path] = Entry(
-            path=path,
-            type=kind,
-            mode=mode,
-            uid=uid,
-            gid=gid,
-            size=entry_size,
-            tar_size=content_bytes,
-            mtime=mtime,
-            link=link if kind in (SYMLINK, HARDLINK) else "",
-            digest=digest,
-            xattrs=xattrs,
-            devmajor=devmajor,
-            devminor=devminor,
+            path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
+    if dropped:
+        warnings.append(f"... and {dropped} more warnings like these")
     return LayerScan(
-        diff_id="sha256:" + s.sha.hexdigest(),
+        diff_id=s.digest(),
         tar_bytes=s.total,
         entries=tuple(entries.values()),
         whiteouts=tuple(whiteouts),

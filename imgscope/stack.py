@@ -11,7 +11,6 @@ anything.  History is paired with layers here, empty steps included.
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from imgscope.model import (
     HistoryEntry,
     Image,
 )
+from imgscope.scan import MAX_WARNINGS, paused_gc
 
 WHITEOUT = "whiteout"
 OPAQUE = "opaque"
@@ -177,9 +177,7 @@ def _descendants(path: str, children: dict[str, set[str]]) -> Iterator[str]:
     """Every path below ``path`` that the tree holds (iteratively: trees can be deep)."""
     stack = [path]
     while stack:
-        current = stack.pop()
-        for name in children.get(current, ()):
-            child = current.rstrip("/") + "/" + name
+        for child in children.get(stack.pop(), ()):
             yield child
             stack.append(child)
 
@@ -207,7 +205,13 @@ def classify(old: Entry, new: Entry) -> str | None:
 
 
 class _Tree:
-    """The merged tree while layers are applied, with a child index for subtree removals."""
+    """The merged tree while layers are applied, with a child index for subtree removals.
+
+    The index maps a directory to the full paths of its children (the entries'
+    own strings, so it costs a set slot per entry, not a new name string), and
+    is kept up to date with plain string operations: it is touched once per
+    entry of every layer, which makes it the hot loop of stacking.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[str, FinalEntry] = {}
@@ -216,15 +220,18 @@ class _Tree:
     def put(self, entry: Entry, layer: int) -> None:
         path = entry.path
         if path not in self.entries:
-            parent, name = posixpath.split(path)
-            while True:
-                siblings = self.children.setdefault(parent, set())
-                if name in siblings:
-                    break
-                siblings.add(name)
-                if parent == "/":
-                    break
-                parent, name = posixpath.split(parent)
+            children = self.children
+            child = path
+            while child != "/":
+                parent = child[: child.rfind("/")] or "/"
+                siblings = children.get(parent)
+                if siblings is None:
+                    children[parent] = {child}
+                elif child in siblings:
+                    break  # the rest of the chain up to the root is there already
+                else:
+                    siblings.add(child)
+                child = parent
         self.entries[path] = FinalEntry(entry, layer)
 
     def remove_subtree(self, path: str, include_self: bool) -> list[tuple[str, FinalEntry]]:
@@ -241,12 +248,9 @@ class _Tree:
             found = self.entries.pop(path, None)
             if found is not None:
                 removed.append((path, found))
-            parent, name = posixpath.split(path)
-            siblings = self.children.get(parent)
+            siblings = self.children.get(path[: path.rfind("/")] or "/")
             if siblings is not None:
-                siblings.discard(name)
-        elif path in self.children:
-            self.children[path] = set()
+                siblings.discard(path)
         return removed
 
     def exists(self, path: str) -> bool:
@@ -260,12 +264,18 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
     for directory in scan.opaques:
         for path, found in tree.remove_subtree(directory, include_self=False):
             hidden[path] = (found, OPAQUE)
+    orphans = 0
     for path in scan.whiteouts:
         if not tree.exists(path):
-            warnings.append(f"whiteout for {path}, which no lower layer has")
+            # Harmless (the path is simply absent), so reported but bounded in number.
+            orphans += 1
+            if orphans <= MAX_WARNINGS:
+                warnings.append(f"whiteout for {path}, which no lower layer has")
             continue
         for p, found in tree.remove_subtree(path, include_self=True):
             hidden[p] = (found, WHITEOUT)
+    if orphans > MAX_WARNINGS:
+        warnings.append(f"... and {orphans - MAX_WARNINGS} more whiteouts for paths no lower layer has")
     changes: list[Change] = []
     for entry in scan.entries:
         path = entry.path
@@ -284,11 +294,16 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
             changes.append(Change(path, kind, entry, before.entry, before.layer))
     for path, (found, cause) in sorted(hidden.items()):
         changes.append(Change(path, REMOVED, None, found.entry, found.layer, cause))
-    totals = []
-    for kind in CHANGE_KINDS:
-        picked = [c for c in changes if c.kind == kind]
-        nbytes = sum(c.old.size for c in picked if c.old) if kind == REMOVED else sum(c.size for c in picked)
-        totals.append((kind, KindTotals(len(picked), nbytes)))
+    counts = dict.fromkeys(CHANGE_KINDS, 0)
+    sizes = dict.fromkeys(CHANGE_KINDS, 0)
+    for change in changes:  # one pass: layers of 100,000 entries are common
+        kind = change.kind
+        counts[kind] += 1
+        if kind == REMOVED:
+            sizes[kind] += change.old.size if change.old else 0
+        else:
+            sizes[kind] += change.entry.size if change.entry is not None else 0
+    totals = [(kind, KindTotals(counts[kind], sizes[kind])) for kind in CHANGE_KINDS]
     return LayerResult(
         index=index,
         diff_id=scan.diff_id,
@@ -347,7 +362,8 @@ def build(image: Image, upto: int | None = None) -> Stack:
     tree = _Tree()
     count = len(image.scans) if upto is None else min(upto + 1, len(image.scans))
     chains = chain_ids([s.diff_id for s in image.scans])
-    results = [_apply(tree, index, image, chains[index]) for index in range(count)]
+    with paused_gc():
+        results = [_apply(tree, index, image, chains[index]) for index in range(count)]
     steps, warnings = _steps(image.config.history, len(image.scans))
     return Stack(
         image=image,

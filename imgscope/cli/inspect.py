@@ -66,7 +66,7 @@ def inspect(
         if json_:
             from imgscope.render.json_report import inspect_report
 
-            report = inspect_report(stacked, top=top, extra=extra)
+            report = inspect_report(stacked, top=top, extra=extra, lazy=True)
             if layer is not None:
                 report["selected_layer"] = layer
             print_json(report)

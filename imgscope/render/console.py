@@ -7,6 +7,7 @@ Tests render them to strings through a recording console.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 
 from rich.console import Group, RenderableType
@@ -28,6 +29,30 @@ KIND_STYLE = {
     REMOVED: "red",
 }
 KIND_MARK = {ADDED: "+", MODIFIED: "~", METADATA: "m", RESHIPPED: "=", REMOVED: "-"}
+
+
+# C0 and C1 controls, DEL, bidi overrides, and the lone surrogates that stand for bytes
+# that were not UTF-8 (surrogateescape).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+def _escape_char(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the original byte
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: controls and undecodable bytes as visible escapes.
+
+    File names, history and labels come from the image, which may be hostile:
+    an escape sequence in a name could clear the screen or redraw the report,
+    a newline could fake a row.  JSON keeps the real names; people see
+    ``\\x1b``, ``\\n`` or ``\\xe9`` instead.
+    """
+    return _UNPRINTABLE.sub(_escape_char, text) if _UNPRINTABLE.search(text) else text
 
 
 def _size(n: int | None, iec: bool) -> str:
@@ -73,7 +98,7 @@ def summary(image: Image, iec: bool = False) -> RenderableType:
     for key, value in cfg.labels:
         rows.append(("Label", f"{key}={value}"))
     for key, value in rows:
-        table.add_row(key, escape(value))
+        table.add_row(key, escape(printable(value)))
     return table
 
 
@@ -111,10 +136,10 @@ def steps_table(stack: Stack, iec: bool = False, width: int = 100) -> Renderable
     table.add_column("Instruction", no_wrap=True, overflow="ellipsis", max_width=max(20, width - changes_width - 28))
     for step in stack.steps:
         if step.layer is None or step.layer >= len(stack.layers):
-            table.add_row("", Text("-", style="dim"), "", Text(step.instruction, style="dim"))
+            table.add_row("", Text("-", style="dim"), "", Text(printable(step.instruction), style="dim"))
             continue
         result = stack.layers[step.layer]
-        table.add_row(str(step.layer), _size(result.size, iec), cells[step.layer], Text(step.instruction))
+        table.add_row(str(step.layer), _size(result.size, iec), cells[step.layer], Text(printable(step.instruction)))
     return table
 
 
@@ -140,7 +165,7 @@ def changes_table(
         changes.sort(key=lambda c: c.path)
     step = next((s for s in stack.steps if s.layer == layer), None)
     title = f"Layer {layer}: {step.instruction if step else ''}"
-    table = Table(title=escape(title), title_justify="left")
+    table = Table(title=escape(printable(title)), title_justify="left")
     table.add_column("Kind")
     table.add_column("Path", overflow="fold")
     table.add_column("Size", justify="right")
@@ -161,7 +186,7 @@ def changes_table(
         delta = f"{'+' if c.delta > 0 else ''}{format_size(c.delta, iec)}" if c.delta else "0"
         table.add_row(
             Text(c.kind, style=KIND_STYLE[c.kind]),
-            Text(path),
+            Text(printable(path)),
             _size(c.size, iec) if c.entry is not None else "-",
             delta,
             mode,
@@ -182,7 +207,7 @@ def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> Tab
     table.add_column("Layer", justify="right")
     table.add_column("Path", overflow="fold")
     for f in ranked[:count]:
-        table.add_row(format_size(f.entry.size, iec), str(f.layer), Text(f.entry.path))
+        table.add_row(format_size(f.entry.size, iec), str(f.layer), Text(printable(f.entry.path)))
     return table
 
 
@@ -227,7 +252,7 @@ def tree_view(
 
     def label(path: str) -> Text:
         found = final.get(path)
-        name = posixpath.basename(path)
+        name = printable(posixpath.basename(path))
         if found is None:
             return Text(f"{name}/  {format_size(dir_sizes.get(path, 0), iec)}", style="bold")
         entry = found.entry
@@ -238,7 +263,7 @@ def tree_view(
             text.append(f"{KIND_MARK[kind]} ", style=KIND_STYLE[kind])
         text.append(name + ("/" if entry.type == DIR else ""), style="bold" if entry.type == DIR else "")
         if entry.type == SYMLINK:
-            text.append(f" -> {entry.link}", style="dim")
+            text.append(f" -> {printable(entry.link)}", style="dim")
         text.append(f"  {format_size(size, iec)}  ", style="")
         text.append(f"L{found.layer}", style=KIND_STYLE.get(kind or "", "dim"))
         return text
@@ -273,7 +298,7 @@ def warnings_text(lines: Iterable[str]) -> RenderableType | None:
     text = Text()
     shown = items[:20]
     for line in shown:
-        text.append(f"warning: {line}\n", style="yellow")
+        text.append(f"warning: {printable(line)}\n", style="yellow")
     if len(items) > len(shown):
         text.append(f"... and {len(items) - len(shown)} more warnings (see --json)\n", style="yellow")
     return text

@@ -9,12 +9,15 @@ incompatible change.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from imgscope.model import CHANGE_KINDS, DIR, Entry, Image
 from imgscope.stack import Change, LayerResult, Stack
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
 
 
 def image_dict(image: Image) -> dict[str, Any]:
@@ -102,7 +105,12 @@ def change_dict(change: Change) -> dict[str, Any]:
     return out
 
 
-def layer_dict(stack: Stack, result: LayerResult, with_changes: bool = True) -> dict[str, Any]:
+def _each(items: Iterable[_T], make: Callable[[_T], dict[str, Any]], lazy: bool) -> Any:
+    """``[make(x) for x in items]``, or the same as a generator when ``lazy``."""
+    return (make(x) for x in items) if lazy else [make(x) for x in items]
+
+
+def layer_dict(stack: Stack, result: LayerResult, with_changes: bool = True, lazy: bool = False) -> dict[str, Any]:
     """One layer: manifest facts, sizes, totals per kind and (optionally) its changes."""
     info = stack.image.layers[result.index]
     scan = stack.image.scans[result.index]
@@ -126,7 +134,7 @@ def layer_dict(stack: Stack, result: LayerResult, with_changes: bool = True) -> 
         "warnings": list(result.warnings),
     }
     if with_changes:
-        out["changes"] = [change_dict(c) for c in result.changes]
+        out["changes"] = _each(result.changes, change_dict, lazy)
     return out
 
 
@@ -154,16 +162,23 @@ def top_files(stack: Stack, count: int) -> list[dict[str, Any]]:
     return [entry_dict(f.entry, f.layer) for f in files[:count]]
 
 
-def inspect_report(stack: Stack, top: int = 10, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole ``inspect --json`` document."""
+def inspect_report(
+    stack: Stack, top: int = 10, extra: dict[str, Any] | None = None, lazy: bool = False
+) -> dict[str, Any]:
+    """The whole ``inspect --json`` document.
+
+    ``lazy`` makes the two lists that grow with the image (each layer's
+    changes, the final files) generators that ``print_json`` consumes one item
+    at a time, so that printing never holds a dict per file of the image.
+    """
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": "imgscope",
         "image": image_dict(stack.image),
         "history": history_list(stack),
-        "layers": [layer_dict(stack, r) for r in stack.layers],
+        "layers": [layer_dict(stack, r, lazy=lazy) for r in stack.layers],
         "top_files": top_files(stack, top),
-        "files": [entry_dict(f.entry, f.layer) for f in stack.files()],
+        "files": _each(stack.files(), lambda f: entry_dict(f.entry, f.layer), lazy),
         "warnings": list(stack.image.warnings) + list(stack.warnings),
     }
     if extra:

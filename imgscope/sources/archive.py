@@ -8,6 +8,7 @@ Docker 25's ``index.json``) or walks the OCI index.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from imgscope.errors import ImgscopeError
 from imgscope.model import Image
 from imgscope.sources import oci
 from imgscope.sources.common import ImagePlan, LayerRef, LoadOptions, load_json, load_plan
-from imgscope.sources.compression import PLAIN, sniff
+from imgscope.sources.compression import PLAIN, ByteSource, sniff
 from imgscope.sources.store import DirStore, Store, StreamStore, TarStore
 
 
@@ -25,6 +26,8 @@ def open_store(path: Path, options: LoadOptions) -> Store:
         return DirStore(path)
     if not path.exists():
         raise ImgscopeError(f"{path}: no such file or directory")
+    if not stat.S_ISREG(path.stat().st_mode):
+        return _pipe_store(path, options)
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
@@ -39,7 +42,8 @@ def open_store(path: Path, options: LoadOptions) -> Store:
         fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is consumed
         try:
             stream, _ = open_decompressed(fh)
-            return StreamStore(stream, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor)
+            outer = _OuterArchive(stream, f"{path}: {kind} archive")
+            return StreamStore(outer, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor)
         except ImgscopeError:
             raise
         except decode_errors() as exc:
@@ -51,6 +55,54 @@ def open_store(path: Path, options: LoadOptions) -> Store:
     return TarStore(path)
 
 
+def _pipe_store(path: Path, options: LoadOptions) -> Store:
+    """A FIFO, ``/dev/stdin`` or ``<(docker save ...)``: opened once and read once, as a stream.
+
+    Such a path cannot be reopened or sought: sniffing it and then opening it
+    again would lose what the sniff read.
+    """
+    from imgscope.sources.compression import decode_errors, open_decompressed
+
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the stream is consumed
+    except OSError as exc:
+        raise ImgscopeError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        stream, kind = open_decompressed(fh)
+        if kind != PLAIN:
+            stream = _OuterArchive(stream, f"{path}: {kind} archive")
+        return StreamStore(stream, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor)
+    except ImgscopeError:
+        raise
+    except decode_errors() as exc:
+        raise ImgscopeError(f"{path}: archive does not decompress ({exc})") from exc
+    finally:
+        fh.close()
+
+
+class _OuterArchive:
+    """The decompressed outer archive; its decoder's failures name the archive, not a layer.
+
+    A layer of a compressed archive is read through the archive's decoder, so a
+    cut or corrupt archive first shows up while some layer is being scanned;
+    without this, the message would blame that layer.
+    """
+
+    def __init__(self, stream: ByteSource, what: str) -> None:
+        self._stream = stream
+        self._what = what
+
+    def read(self, size: int = -1, /) -> bytes:
+        from imgscope.sources.compression import decode_errors
+
+        try:
+            return self._stream.read(size)
+        except EOFError as exc:
+            raise ImgscopeError(f"{self._what} is truncated ({exc})") from exc
+        except decode_errors() as exc:
+            raise ImgscopeError(f"{self._what} does not decompress ({exc})") from exc
+
+
 def _v7_tar(head: bytes) -> bool:
     """A pre-POSIX tar header still has a valid checksum."""
     try:
@@ -58,6 +110,12 @@ def _v7_tar(head: bytes) -> bool:
     except ValueError:
         return False
     return stored == sum(head) - sum(head[148:156]) + 256
+
+
+def _repo_tags(entry: dict[str, Any]) -> list[str]:
+    """An entry's ``RepoTags``: a list of strings, or null (untagged); anything else counts as untagged."""
+    tags = entry.get("RepoTags")
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
 def _tag_matches(repo_tag: str, wanted: str) -> bool:
@@ -75,7 +133,10 @@ def _entry_platform(store: Store, entry: dict[str, Any]) -> tuple[str, str, str]
     if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
         return None
     text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
-    return oci.normalize_platform(text)
+    try:
+        return oci.normalize_platform(text)
+    except ImgscopeError:
+        return None  # a malformed platform in the image: it matches no --platform
 
 
 def _pick_platform(store: Store, entries: list[dict[str, Any]], platform: str) -> list[dict[str, Any]]:
@@ -117,9 +178,9 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
     if len(entries) != len(manifest):
         raise ImgscopeError(f"{store.label}: manifest.json has an entry that is not an object")
     if tag:
-        chosen = [e for e in entries if any(_tag_matches(t, tag) for t in e.get("RepoTags") or [])]
+        chosen = [e for e in entries if any(_tag_matches(t, tag) for t in _repo_tags(e))]
         if not chosen:
-            known = sorted(t for e in entries for t in e.get("RepoTags") or [])
+            known = sorted(t for e in entries for t in _repo_tags(e))
             raise ImgscopeError(
                 f"{store.label}: no image tagged {tag!r}" + (f"; tags here: {', '.join(known)}" if known else "")
             )
@@ -130,9 +191,7 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
         entry = entries[0]
         entry = entries[0]
     else:
-        listing = ", ".join(
-            ",".join(e.get("RepoTags") or []) or f"untagged {str(e.get('Config', '?'))[:24]}" for e in entries
-        )
+        listing = ", ".join(",".join(_repo_tags(e)) or f"untagged {str(e.get('Config', '?'))[:24]}" for e in entries)
         raise ImgscopeError(f"{store.label}: holds {len(entries)} images, pick one with --image TAG: {listing}")
     return _plan_entry(store, entry)
 
@@ -157,7 +216,7 @@ def _plan_entry(store: Store, entry: dict[str, Any]) -> ImagePlan:
     return ImagePlan(
         config_name=config_name,
         layers=tuple(refs),
-        tags=tuple(str(t) for t in entry.get("RepoTags") or []),
+        tags=tuple(_repo_tags(entry)),
         manifest_digest=_manifest_digest(store, config_digest),
         config_digest=config_digest,
     )

@@ -9,16 +9,18 @@ checks them against the config's DiffIDs and returns the immutable
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import HistoryEntry, Image, ImageConfig, LayerInfo, LayerScan
-from imgscope.scan import ContentVisitor
-from imgscope.sources.store import Store
+from imgscope.scan import ContentVisitor, paused_gc
+from imgscope.sources.store import UNKNOWN_DIFF_ID, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class ImagePlan:
 
 
 UNSUPPORTED_LAYER_TYPES = ("+encrypted", "erofs")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def load_json(data: bytes, what: str) -> Any:
@@ -66,6 +69,8 @@ def load_json(data: bytes, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImgscopeError(f"{what} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # "[[[[...": the parser recurses once per level
+        raise ImgscopeError(f"{what} is not usable JSON (nested too deeply)") from exc
 
 
 def _strings(value: Any) -> tuple[str, ...] | None:
@@ -76,6 +81,18 @@ def _strings(value: Any) -> tuple[str, ...] | None:
     if isinstance(value, list):
         return tuple(str(v) for v in value)
     return None
+
+
+def _text(value: Any) -> str | None:
+    """An optional text field: a string, or None for anything else (a config is untrusted input)."""
+    return value if isinstance(value, str) else None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """The keys of ``ExposedPorts``/``Volumes`` (objects; tolerate a list), as sorted text."""
+    if isinstance(value, dict | list):
+        return tuple(sorted(str(v) for v in value))
+    return ()
 
 
 def parse_config(data: bytes, what: str) -> ImageConfig:
@@ -91,15 +108,16 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
     if not isinstance(diff_ids, list):
         raise ImgscopeError(f"{what} has no rootfs.diff_ids: not an image config")
     history: list[HistoryEntry] = []
-    for item in raw.get("history") or []:
+    items = raw.get("history") or []
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             history.append(
                 HistoryEntry(
                     created_by=str(item.get("created_by") or ""),
-                    created=item.get("created"),
-                    comment=item.get("comment"),
+                    created=_text(item.get("created")),
+                    comment=_text(item.get("comment")),
                     empty_layer=bool(item.get("empty_layer")),
-                    author=item.get("author"),
+                    author=_text(item.get("author")),
                 )
             )
     labels = cfg.get("Labels") or {}
@@ -108,14 +126,14 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
         architecture=str(raw.get("architecture") or ""),
         os=str(raw.get("os") or ""),
         variant=str(raw.get("variant") or ""),
-        created=raw.get("created"),
+        created=_text(raw.get("created")),
         entrypoint=_strings(cfg.get("Entrypoint")),
         cmd=_strings(cfg.get("Cmd")),
         env=_strings(cfg.get("Env")) or (),
         user=str(cfg.get("User") or ""),
         working_dir=str(cfg.get("WorkingDir") or ""),
-        exposed_ports=tuple(sorted(cfg.get("ExposedPorts") or {})),
-        volumes=tuple(sorted(cfg.get("Volumes") or {})),
+        exposed_ports=_names(cfg.get("ExposedPorts")),
+        volumes=_names(cfg.get("Volumes")),
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
         healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
         diff_ids=tuple(str(d) for d in diff_ids),
@@ -129,6 +147,23 @@ def _check_media_type(ref: LayerRef, label: str) -> None:
     for bad in UNSUPPORTED_LAYER_TYPES:
         if bad in media:
             raise ImgscopeError(f"{label}: layer {ref.name} has media type {media}, which imgscope cannot read")
+
+
+def _check_repeats(refs: tuple[LayerRef, ...], diff_ids: tuple[str, ...], label: str) -> None:
+    """A blob listed twice is legal when the config repeats its DiffID too; else the two contradict.
+
+    DiffIDs may repeat (FORMATS.md section 3), and a manifest then names the
+    same blob at both places.  But one blob cannot have two DiffIDs: when the
+    config disagrees, one of the two layers the image needs is not there.
+    """
+    first: dict[str, int] = {}
+    for i, (ref, diff_id) in enumerate(zip(refs, diff_ids, strict=True)):
+        j = first.setdefault(ref.name, i)
+        if diff_ids[j] != diff_id:
+            raise ImgscopeError(
+                f"{label}: the manifest lists {ref.name} twice (layers {j} and {i}) but the config gives "
+                f"them different DiffIDs: one layer is missing"
+            )
 
 
 def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, options: LoadOptions) -> Image:
@@ -149,7 +184,9 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
         )
     for ref in plan.layers:
         _check_media_type(ref, store.label)
-    scans = scan_layers(store, plan.layers, config.diff_ids, options)
+    _check_repeats(plan.layers, config.diff_ids, store.label)
+    with paused_gc():
+        scans = scan_layers(store, plan.layers, config.diff_ids, options)
     for i, (scan, expected) in enumerate(zip(scans, config.diff_ids, strict=True)):
         if scan.diff_id != expected:
             message = (
@@ -214,8 +251,25 @@ def scan_layers(
             if options.progress:
                 options.progress("scanning layers", done[0], total)
 
-        scanned = store.scan_many(todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick)
+        # A DiffID is recomputed (the SHA-256 of every byte, the costliest part of a scan) only when
+        # something rests on it: --verify, or a scan that will key the cache.  Otherwise (--no-cache,
+        # content visitors) the config's DiffID is taken as the scan's, as --verify's help promises.
+        trusted: list[str | None] | None = None
+        if db is None and not options.verify:
+            by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
+            # Only a well-formed DiffID is taken on trust: a damaged config's is computed instead,
+            # so the report holds a real digest and the mismatch is reported below.
+            trusted = [by_name[name] if _DIGEST.fullmatch(by_name[name]) else None for name in todo]
+        scanned = store.scan_many(
+            todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick, trusted=trusted
+        )
+        by_ref = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
         for name, scan in zip(todo, scanned, strict=True):
+            if scan.diff_id == UNKNOWN_DIFF_ID:
+                # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
+                # DiffID too; such a scan never keys the cache.
+                results[name] = dataclasses.replace(scan, diff_id=by_ref[name])
+                continue
             results[name] = scan
             if db is not None:
                 db.put(scan)

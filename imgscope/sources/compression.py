@@ -12,6 +12,7 @@ import bz2
 import io
 import lzma
 import zlib
+from collections.abc import Callable
 from typing import IO, Protocol, cast
 
 GZIP = "gzip"
@@ -37,11 +38,42 @@ class ByteSource(Protocol):
 
 
 def sniff(head: bytes) -> str:
-    """Name the compression whose magic ``head`` starts with, else ``plain``."""
+    """Name the compression whose magic ``head`` starts with, else ``plain``.
+
+    A plain tar whose first entry is named ``BZh...`` starts with bzip2's magic:
+    when ``head`` holds a whole first block that is a valid tar header, it is a tar.
+    """
+    if is_tar_header(head[:512]):
+        return PLAIN
     for magic, name in _MAGICS:
         if head.startswith(magic):
             return name
     return PLAIN
+
+
+def is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a 512-byte tar header with a valid checksum (any tar dialect)."""
+    if len(block) < 512:
+        return False
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    try:
+        stored = int(field, 8) if field else -1
+    except ValueError:
+        return False
+    return stored == sum(block) - sum(block[148:156]) + 8 * 32
+
+
+def _read_head(raw: ByteSource, size: int) -> bytes:
+    """The first ``size`` bytes (fewer only at the end): a pipe may return less per read."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        data = raw.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 class _Prefixed(io.RawIOBase):
@@ -60,6 +92,9 @@ class _Prefixed(io.RawIOBase):
             buffer[:n] = self._prefix[:n]
             self._prefix = self._prefix[n:]
             return n
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:  # straight into the caller's buffer: no copy of every layer byte
+            return int(readinto(buffer) or 0)
         data = self._raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
@@ -124,20 +159,135 @@ class _GzipMembers(io.RawIOBase):
         return len(data)
 
 
+class _ZstdFrames:
+    """Follows zstd frame boundaries in the compressed bytes, to tell a cut stream from a whole one.
+
+    python-zstandard's stream reader reports a plain end of stream when its
+    input stops in the middle of a frame, so a truncated layer would read as a
+    shorter (often empty) tar.  Frame and block headers say exactly how many
+    bytes follow (RFC 8878), so walking them costs a few operations per block
+    and tells whether the input ended where a frame ends.  Anything this walker
+    does not understand is left to the decoder, which rejects it itself.
+    """
+
+    _FCS_BYTES = (0, 2, 4, 8)
+    _DID_BYTES = (0, 1, 2, 4)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._need = 4  # bytes of the next header to collect
+        self._state = "magic"
+        self._skip = 0  # bytes to pass over before the next header
+        self._checksum = False
+        self.lost = False  # True when the bytes stopped making sense: trust the decoder
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end and not self.lost:
+            if self._skip:
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                pos += take
+                continue
+            piece = data[pos : pos + self._need - len(self._buf)]
+            self._buf += piece
+            pos += len(piece)
+            if len(self._buf) == self._need:
+                head = bytes(self._buf)
+                self._buf.clear()
+                self._step(head)
+
+    def _step(self, head: bytes) -> None:
+        if self._state == "magic":
+            if head == b"\x28\xb5\x2f\xfd":
+                self._state, self._need = "descriptor", 1
+            elif head[1:] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50:
+                self._state, self._need = "skippable", 4
+            else:
+                self.lost = True
+        elif self._state == "skippable":
+            self._skip = int.from_bytes(head, "little")
+            self._state, self._need = "magic", 4
+        elif self._state == "descriptor":
+            fhd = head[0]
+            single = bool(fhd & 0x20)
+            self._checksum = bool(fhd & 0x04)
+            fcs = self._FCS_BYTES[fhd >> 6] or (1 if single else 0)
+            self._skip = (0 if single else 1) + self._DID_BYTES[fhd & 3] + fcs
+            self._state, self._need = "block", 3
+        else:  # a block header: last flag, type, size
+            value = int.from_bytes(head, "little")
+            last, btype, size = value & 1, (value >> 1) & 3, value >> 3
+            if btype == 3:
+                self.lost = True
+                return
+            self._skip = 1 if btype == 1 else size
+            if last:
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = "magic", 4
+
+    def complete(self) -> bool:
+        """Whether the bytes fed so far end exactly at the end of a frame."""
+        return self.lost or (self._state == "magic" and not self._buf and not self._skip)
+
+
+class _Observed(io.RawIOBase):
+    """Passes reads through, showing every byte read to ``observe``."""
+
+    def __init__(self, raw: ByteSource, observe: Callable[[bytes], None]) -> None:
+        self._raw = raw
+        self._observe = observe
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._observe(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _ZstdChecked:
+    """The zstd decoder's output; at its end, an ``EOFError`` if the input stopped inside a frame."""
+
+    def __init__(self, reader: ByteSource, source: _Observed, frames: _ZstdFrames) -> None:
+        self._reader = reader
+        self._source = source
+        self._frames = frames
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._reader.read(size)
+        if not data and size != 0:
+            while self._source.read(CHUNK):  # whatever the decoder left unread still counts
+                pass
+            if not self._frames.complete():
+                raise EOFError("compressed stream ended before the end of its data")
+        return data
+
+
 def open_decompressed(raw: ByteSource) -> tuple[ByteSource, str]:
     """Wrap ``raw`` in the decoder its first bytes call for; say which one."""
-    head = raw.read(6)
+    head = _read_head(raw, 512)
     kind = sniff(head)
-    stream: ByteSource = io.BufferedReader(_Prefixed(head, raw), CHUNK)
+    # A buffer smaller than the scanner's 1 MiB reads: BufferedReader copies through its buffer any
+    # read that is not larger than the buffer, which would copy every layer byte once more.
+    stream: ByteSource = io.BufferedReader(_Prefixed(head, raw), 1 << 16)
     if kind == GZIP:
         return io.BufferedReader(_GzipMembers(stream), CHUNK), kind
     if kind == ZSTD:
         import zstandard
 
+        frames = _ZstdFrames()
+        observed = _Observed(stream, frames.feed)
         reader: ByteSource = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], stream), read_across_frames=True
+            cast(IO[bytes], observed), read_across_frames=True
         )
-        return reader, kind
+        return _ZstdChecked(reader, observed, frames), kind
     if kind == XZ:
         return lzma.LZMAFile(cast(IO[bytes], stream)), kind
     if kind == BZIP2:

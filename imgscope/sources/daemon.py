@@ -628,7 +628,12 @@ class Daemon:
         label = f"image {name} from {self.endpoint.url}"
         try:
             stream = io.BufferedReader(reader, CHUNK)
-            store = StreamStore(stream, label, max_bytes=options.max_layer_bytes, visitor=options.visitor)
+            # DiffIDs are hashed only when something rests on them (--verify, cached scans); else the
+            # engine's are taken, as for archives (issue 8: SHA-256 was the stream's bottleneck).
+            hashed = options.verify or (options.use_cache and options.visitor is None)
+            store = StreamStore(
+                stream, label, max_bytes=options.max_layer_bytes, visitor=options.visitor, diff_ids=hashed
+            )
         except ImgscopeError as exc:
             if not reader.finished or not self._image_gone(image_id):
                 raise

@@ -27,6 +27,7 @@ ARTIFACT_CONFIG = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 MAX_DEPTH = 16
+MAX_DESCRIPTORS = 10_000
 
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armv7l": "arm", "i386": "386"}
 
@@ -64,7 +65,7 @@ class Candidate:
 def blob_name(digest: str, prefix: str = "") -> str:
     """Path of a blob in a layout: ``blobs/<alg>/<hex>``."""
     alg, sep, hexpart = digest.partition(":")
-    if not sep or not alg or not hexpart or "/" in hexpart or ".." in hexpart:
+    if not sep or not alg or not hexpart or "/" in digest or ".." in digest or "\x00" in digest:
         raise ImgscopeError(f"invalid digest {digest!r}")
     return f"{prefix}blobs/{alg}/{hexpart}"
 
@@ -76,7 +77,20 @@ def _desc_platform(desc: dict[str, Any]) -> tuple[str, str, str] | None:
     text = f"{plat['os']}/{plat['architecture']}"
     if plat.get("variant"):
         text += f"/{plat['variant']}"
-    return normalize_platform(text)
+    return _platform_of(text)
+
+
+def _platform_of(text: str) -> tuple[str, str, str] | None:
+    """A platform an image names, or None when it is malformed (that is the image's fault, not --platform's)."""
+    try:
+        return normalize_platform(text)
+    except ImgscopeError:
+        return None
+
+
+def _media(obj: dict[str, Any]) -> str | None:
+    media = obj.get("mediaType")
+    return media if isinstance(media, str) else None
 
 
 def _tags(desc: dict[str, Any]) -> tuple[str, ...]:
@@ -101,20 +115,29 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
     """Every image manifest under ``index``, in order; plus notes on what was skipped."""
     out: list[Candidate] = []
     notes: list[str] = []
+    visits = [0]
+    walking: list[str] = []  # digests of the indexes on the way down, to catch cycles
 
     def visit(desc: dict[str, Any], inherited_tags: tuple[str, ...], depth: int) -> None:
         if depth > MAX_DEPTH:
             raise ImgscopeError(f"{store.label}: indexes nested more than {MAX_DEPTH} deep")
+        visits[0] += 1
+        if visits[0] > MAX_DESCRIPTORS:
+            # Nested indexes that repeat their children multiply: 50 children 16 levels
+            # deep is 50**16 walks.  No real layout comes near this many.
+            raise ImgscopeError(f"{store.label}: the index reaches more than {MAX_DESCRIPTORS} descriptors")
         digest = desc.get("digest")
         if not isinstance(digest, str):
             notes.append("a descriptor without a digest was skipped")
             return
+        if digest in walking:
+            raise ImgscopeError(f"{store.label}: index {digest} contains itself")
         if _is_attestation(desc):
             return
         own = _tags(desc)
         tags = own + tuple(t for t in inherited_tags if t not in own)
         name = blob_name(digest, prefix)
-        media = desc.get("mediaType")
+        media = _media(desc)
         if not store.exists(name):
             if media in INDEX_TYPES or media in MANIFEST_TYPES or media is None:
                 plat = _desc_platform(desc)
@@ -126,7 +149,7 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
             notes.append(f"blob {digest} is not a JSON object; skipped")
             return
         if media not in INDEX_TYPES and media not in MANIFEST_TYPES:
-            media = blob.get("mediaType")
+            media = _media(blob)
             if media not in INDEX_TYPES and media not in MANIFEST_TYPES:
                 if "manifests" in blob:
                     media = "application/vnd.oci.image.index.v1+json"
@@ -135,9 +158,12 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
                 else:
                     return
         if media in INDEX_TYPES:
-            for child in blob.get("manifests") or []:
+            children = blob.get("manifests") or []
+            walking.append(digest)
+            for child in children if isinstance(children, list) else []:
                 if isinstance(child, dict):
                     visit(child, tags, depth + 1)
+            walking.pop()
             return
         config = blob.get("config") or {}
         if not isinstance(config, dict) or config.get("mediaType") == ARTIFACT_CONFIG or blob.get("artifactType"):
@@ -145,7 +171,8 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
             return
         out.append(Candidate(manifest=blob, digest=digest, platform=_desc_platform(desc), tags=tags))
 
-    for desc in index.get("manifests") or []:
+    top = index.get("manifests") or []
+    for desc in top if isinstance(top, list) else []:
         if isinstance(desc, dict):
             visit(desc, (), 0)
     return out, notes
@@ -162,7 +189,7 @@ def _config_platform(store: Store, cand: Candidate, prefix: str) -> tuple[str, s
     if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
         return None
     text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
-    return normalize_platform(text)
+    return _platform_of(text)
 
 
 def _tag_matches(tag: str, wanted: str) -> bool:
@@ -218,7 +245,10 @@ def plan_from_manifest(cand: Candidate, prefix: str = "") -> ImagePlan:
     if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
         raise ImgscopeError(f"manifest {cand.digest} has no config descriptor")
     layers = []
-    for desc in manifest.get("layers") or []:
+    descs = manifest.get("layers") or []
+    if not isinstance(descs, list):
+        raise ImgscopeError(f"manifest {cand.digest}: layers is not a list")
+    for desc in descs:
         if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
             raise ImgscopeError(f"manifest {cand.digest} has a layer without a digest")
         size = desc.get("size")

@@ -12,18 +12,29 @@ import io
 import os
 import posixpath
 import tarfile
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import LayerScan
-from imgscope.scan import ContentVisitor, scan_layer
-from imgscope.sources.compression import ByteSource
+from imgscope.scan import ContentVisitor, paused_gc, scan_layer
+from imgscope.sources.compression import PLAIN, ByteSource, sniff
 
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+# The DiffID of a scan made without hashing, for load_plan to fill in from the config.
+UNKNOWN_DIFF_ID = ""
 # Metadata files larger than this are not JSON we want to hold in memory.
 MAX_METADATA = 64 << 20
+# Below this many bytes of layers, starting worker processes costs more than it saves
+# (0: always use them); on a machine with no idle core, BUSY_FACTOR times as many.
+PARALLEL_MIN_BYTES = 64 << 20
+BUSY_FACTOR = 64
+# What a streamed archive may hold in files that are not layers, all together.
+MAX_KEPT = 4 * MAX_METADATA
 
 
 class Store(Protocol):
@@ -46,7 +57,10 @@ class Store(Protocol):
         max_bytes: int | None,
         visitor: ContentVisitor | None,
         on_scan: Callable[[int], None] | None = None,
-    ) -> list[LayerScan]: ...
+        trusted: list[str | None] | None = None,
+    ) -> list[LayerScan]:
+        """Scan the named layers; ``trusted`` gives, per name, a DiffID to take as is (no SHA-256) or None."""
+        ...
 
     def digest_of(self, name: str) -> str: ...
 
@@ -66,19 +80,28 @@ class _Window(io.RawIOBase):
         if self._left <= 0:
             return 0
         want = min(len(buffer), self._left)
-        data = self._fh.read(want)
-        n = len(data)
-        buffer[:n] = data
+        # Straight into the caller's buffer (a bytearray from RawIOBase.read is viewed, not sliced).
+        n = cast(io.RawIOBase, self._fh).readinto(memoryview(buffer)[:want]) or 0
         self._left -= n
         return n
 
 
-def _scan_window(args: tuple[str, int, int, str, int | None]) -> LayerScan:
-    """Worker for parallel scans: reopen the file, scan one member's window."""
-    path, offset, length, label, max_bytes = args
-    with open(path, "rb") as fh:
-        reader = io.BufferedReader(_Window(fh, offset, length), 1 << 20)
-        return scan_layer(reader, label, max_bytes=max_bytes)
+# One layer to scan: file, offset and length of its bytes, label, byte limit, trusted DiffID.
+_Job = tuple[str, int, int, str, int | None, str | None]
+
+
+def _scan_window(job: _Job) -> LayerScan:
+    """Reopen the file (unbuffered: the scanner reads straight into its own buffer) and scan one window."""
+    path, offset, length, label, max_bytes, trusted = job
+    with open(path, "rb", buffering=0) as fh:
+        return scan_layer(_Window(fh, offset, length), label, max_bytes=max_bytes, diff_id=trusted)
+
+
+def _scan_windows_packed(jobs: list[_Job]) -> list[bytes]:
+    """Worker process: scan several windows and send them back as marshal data (see ``cache.pack``)."""
+    from imgscope.cache import pack
+
+    return [pack(_scan_window(job)) for job in jobs]
 
 
 def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
@@ -96,30 +119,96 @@ def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _scan_parallel(
-    jobs: list[tuple[str, int, int, str, int | None]],
-    on_scan: Callable[[int], None] | None,
-) -> list[LayerScan]:
-    """Scan windows of files, in worker processes when there is enough to gain."""
+def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> list[LayerScan]:
+    """Scan windows of files, in worker processes when there is enough to gain.
+
+    The layers are split into one share per core, largest first onto the
+    least loaded share (time follows bytes); this process scans the first
+    share itself instead of idling, so N cores cost N - 1 extra processes.
+    Workers return packed scans (``cache.pack``), which cross the process
+    boundary several times faster than pickled dataclasses.
+    """
     total = sum(job[2] for job in jobs)
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers <= 1 or total < (64 << 20):
+    cores, spare = _cores()
+    # On a busy machine a worker mostly competes with this process for the same core and
+    # pays its start and the hand-back of its scans for nothing (measured on 2 cores with
+    # one kept busy: the serial scan was 20-70% faster), so it takes far more bytes to pay.
+    needed = PARALLEL_MIN_BYTES if spare >= 1 else PARALLEL_MIN_BYTES * BUSY_FACTOR
+    workers = min(len(jobs), cores, max(2, int(spare + 0.5)))
+    forced = os.environ.get("IMGSCOPE_WORKERS", "")
+    if forced.isdigit() and int(forced) > 0:  # processes to scan with, whatever the load (1: none)
+        workers, needed = min(len(jobs), int(forced)), 0
+    if workers <= 1 or total < needed:
         out = []
         for job in jobs:
             out.append(_scan_window(job))
             if on_scan:
                 on_scan(job[2])
         return out
-    # Largest first keeps both cores busy to the end.
-    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][2])
+    from concurrent.futures import ProcessPoolExecutor  # here: it imports multiprocessing
+
+    from imgscope.cache import unpack
+
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i][2]):
+        k = loads.index(min(loads))
+        shares[k].append(i)
+        loads[k] += jobs[i][2]
     results: dict[int, LayerScan] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(_scan_window, jobs[i]) for i in order}
-        for i in order:
-            results[i] = futures[i].result()
-            if on_scan:
-                on_scan(jobs[i][2])
+    with ProcessPoolExecutor(max_workers=workers - 1, initializer=_ignore_interrupts) as pool:
+        try:
+            futures = [(share, pool.submit(_scan_windows_packed, [jobs[i] for i in share])) for share in shares[1:]]
+            for i in shares[0]:
+                results[i] = _scan_window(jobs[i])
+                if on_scan:
+                    on_scan(jobs[i][2])
+            for share, future in futures:
+                for i, data in zip(share, future.result(), strict=True):
+                    results[i] = unpack(data)
+                    if on_scan:
+                        on_scan(jobs[i][2])
+        except BaseException:
+            _stop_workers(pool)
+            raise
     return [results[i] for i in range(len(jobs))]
+
+
+def _cores() -> tuple[int, float]:
+    """Cores this process may run on, and how many of them other processes leave idle (load average)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average on this platform
+        busy = 0.0
+    return cores, max(0.0, cores - busy)
+
+
+def _ignore_interrupts() -> None:
+    """Worker start: Ctrl-C reaches the whole process group, but only the parent handles it.
+
+    Without this every worker prints its own KeyboardInterrupt traceback; the
+    parent stops them itself (:func:`_stop_workers`).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """On an error or Ctrl-C, end the workers now instead of waiting for their layers.
+
+    ``ProcessPoolExecutor`` has no public way to stop a running task; its
+    ``_processes`` map is read defensively.  The shutdown then waits for the
+    executor's own thread (quick once the workers are gone): left running, it
+    races the interpreter's exit and prints an "Exception ignored" traceback.
+    """
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class TarStore:
@@ -136,10 +225,35 @@ class TarStore:
                     if name.startswith("./"):
                         name = name[2:]
                     self._members[name] = member
+                end = tf.offset
         except tarfile.ReadError as exc:
+            if "unexpected end of data" in str(exc):
+                raise ImgscopeError(f"{path}: archive is truncated ({exc})") from exc
             raise ImgscopeError(f"{path}: not a readable tar archive ({exc})") from exc
         except (EOFError, OSError) as exc:
             raise ImgscopeError(f"{path}: archive is truncated or unreadable ({exc})") from exc
+        self._check_end(end)
+
+    def _check_end(self, end: int) -> None:
+        """Refuse an archive that stops early: ``tarfile`` takes a cut or a bad header for the end.
+
+        A whole tar ends with a zero block where the next header would be.  A
+        half-downloaded archive has nothing there (or not all of the last
+        member's data), a damaged one has garbage: without this check both would
+        read as a shorter archive and fail later with a misleading "missing".
+        """
+        size = self.path.stat().st_size
+        last = next(reversed(self._members), None) if self._members else None
+        if end > size:
+            raise ImgscopeError(f"{self.label}: archive is truncated (inside {last or 'its first member'})")
+        with open(self.path, "rb") as fh:
+            fh.seek(end)
+            block = fh.read(512)
+        if len(block) < 512:
+            where = f"after {last}" if last else "at its start"
+            raise ImgscopeError(f"{self.label}: archive is truncated {where} (no end-of-archive marker)")
+        if block.strip(b"\x00"):
+            raise ImgscopeError(f"{self.label}: archive has a corrupt tar header at byte {end}")
 
     def names(self) -> Iterable[str]:
         return self._members.keys()
@@ -154,11 +268,19 @@ class TarStore:
             if member.issym():
                 target = posixpath.join(posixpath.dirname(name), target)
             target = posixpath.normpath(target.lstrip("/"))
-            if target.startswith("..") or target == name:
+            if target == ".." or target.startswith("../"):
                 raise ImgscopeError(f"{self.label}: {name} links to {member.linkname}, outside the archive")
+            if target == name:
+                raise ImgscopeError(f"{self.label}: {name} links to itself")
             resolved = self._members.get(target)
-            if resolved is None or not resolved.isfile():
+            if resolved is None:
                 raise ImgscopeError(f"{self.label}: {name} links to {member.linkname}, which is not in the archive")
+            if resolved.issym() or resolved.islnk():
+                raise ImgscopeError(
+                    f"{self.label}: {name} links to {member.linkname}, itself a link (only one level is followed)"
+                )
+            if not resolved.isfile():
+                raise ImgscopeError(f"{self.label}: {name} links to {member.linkname}, which is not a regular file")
             return resolved
         if not member.isfile():
             raise ImgscopeError(f"{self.label}: {name} is not a regular file")
@@ -192,20 +314,23 @@ class TarStore:
         max_bytes: int | None,
         visitor: ContentVisitor | None,
         on_scan: Callable[[int], None] | None = None,
+        trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         members = [self._resolve(n) for n in names]
         for member, name in zip(members, names, strict=True):
             self._check_complete(member, name)
         labels = [f"{self.label}: {n}" for n in names]
+        ids: list[str | None] = trusted or [None] * len(names)
         if visitor is not None:
             out = []
-            with open(self.path, "rb") as fh:
-                for member, label in zip(members, labels, strict=True):
-                    reader = io.BufferedReader(_Window(fh, member.offset_data, member.size), 1 << 20)
-                    out.append(scan_layer(reader, label, max_bytes=max_bytes, visitor=visitor))
+            with open(self.path, "rb", buffering=0) as fh:
+                for member, label, t in zip(members, labels, ids, strict=True):
+                    reader = _Window(fh, member.offset_data, member.size)
+                    out.append(scan_layer(reader, label, max_bytes=max_bytes, visitor=visitor, diff_id=t))
             return out
-        jobs = [
-            (str(self.path), m.offset_data, m.size, label, max_bytes) for m, label in zip(members, labels, strict=True)
+        jobs: list[_Job] = [
+            (str(self.path), m.offset_data, m.size, label, max_bytes, t)
+            for m, label, t in zip(members, labels, ids, strict=True)
         ]
         return _scan_parallel(jobs, on_scan)
 
@@ -221,12 +346,18 @@ class DirStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.label = str(root)
+        self._real_root = root.resolve()
 
     def _path(self, name: str) -> Path:
         norm = posixpath.normpath(name.lstrip("/"))
-        if norm.startswith(".."):
+        if norm == ".." or norm.startswith("../"):
             raise ImgscopeError(f"{self.label}: {name} points outside the layout")
-        return self.root / norm
+        path = self.root / norm
+        # A link may point at another blob of the layout, never out of it (to a secret,
+        # a device or /proc): resolve every name and check where it lands.
+        if not path.resolve().is_relative_to(self._real_root):
+            raise ImgscopeError(f"{self.label}: {name} is a link that leads outside the layout")
+        return path
 
     def names(self) -> Iterable[str]:
         for dirpath, _dirs, files in os.walk(self.root):
@@ -255,19 +386,23 @@ class DirStore:
         max_bytes: int | None,
         visitor: ContentVisitor | None,
         on_scan: Callable[[int], None] | None = None,
+        trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         paths = [self._path(n) for n in names]
         for p, n in zip(paths, names, strict=True):
             if not p.is_file():
                 raise ImgscopeError(f"{self.label}: blob {n} is missing from the layout")
         labels = [f"{self.label}: {n}" for n in names]
+        ids: list[str | None] = trusted or [None] * len(names)
         if visitor is not None:
             out = []
-            for p, label in zip(paths, labels, strict=True):
-                with open(p, "rb") as fh:
-                    out.append(scan_layer(fh, label, max_bytes=max_bytes, visitor=visitor))
+            for p, label, t in zip(paths, labels, ids, strict=True):
+                with open(p, "rb", buffering=0) as fh:
+                    out.append(scan_layer(fh, label, max_bytes=max_bytes, visitor=visitor, diff_id=t))
             return out
-        jobs = [(str(p), 0, p.stat().st_size, label, max_bytes) for p, label in zip(paths, labels, strict=True)]
+        jobs: list[_Job] = [
+            (str(p), 0, p.stat().st_size, label, max_bytes, t) for p, label, t in zip(paths, labels, ids, strict=True)
+        ]
         return _scan_parallel(jobs, on_scan)
 
     def digest_of(self, name: str) -> str:
@@ -293,14 +428,20 @@ class StreamStore:
         max_bytes: int | None = None,
         visitor: ContentVisitor | None = None,
         want: Callable[[str], bool] | None = None,
+        diff_ids: bool = True,
     ) -> None:
         self.label = label
+        # False: no SHA-256 of the layers (the costliest part of a scan); their scans then carry
+        # an empty DiffID, which load_plan fills in from the config.  For callers that neither
+        # verify nor cache, as for the other stores (see ``scan_many``'s ``trusted``).
+        self._compute = diff_ids
         self._files: dict[str, bytes] = {}
         self._scans: dict[str, LayerScan] = {}
         self._digests: dict[str, str] = {}
         self._sizes: dict[str, int] = {}
         self._links: dict[str, str] = {}
-        self._read_all(stream, max_bytes, visitor, want)
+        with paused_gc():
+            self._read_all(stream, max_bytes, visitor, want)
 
     def _read_all(
         self,
@@ -311,8 +452,13 @@ class StreamStore:
     ) -> None:
         import hashlib
 
+        prefetch = _Prefetch(stream)
+        counted = _Counted(prefetch)
+        kept = 0
+        whole = False
         try:
-            with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|") as tf:
+            # 1 MiB reads, not tarfile's 10 KiB: a hundred times fewer Python calls per layer byte.
+            with tarfile.open(fileobj=cast(IO[bytes], counted), mode="r|", bufsize=1 << 20) as tf:
                 for member in tf:
                     name = posixpath.normpath(member.name.lstrip("/"))
                     if member.issym() or member.islnk():
@@ -326,18 +472,46 @@ class StreamStore:
                         continue
                     head = fh.read(min(member.size, 512))
                     if self._looks_like_layer(head) and (want is None or want(name)):
+                        # A plain layer's blob digest is its DiffID, which the scan computes anyway:
+                        # a second SHA-256 of every byte here cost a daemon load a tenth of its time.
+                        plain = sniff(head) == PLAIN
                         digest = hashlib.sha256(head)
-                        reader = _Tee(head, fh, digest.update)
-                        self._scans[name] = scan_layer(
-                            reader, f"{self.label}: {name}", max_bytes=max_bytes, visitor=visitor
+                        reader = _Tee(head, fh, digest.update if self._compute and not plain else _ignore)
+                        scanned = scan_layer(
+                            reader,
+                            f"{self.label}: {name}",
+                            max_bytes=max_bytes,
+                            visitor=visitor,
+                            diff_id=None if self._compute else UNKNOWN_DIFF_ID,
                         )
-                        self._digests[name] = "sha256:" + digest.hexdigest()
+                        self._scans[name] = scanned
+                        if self._compute:
+                            self._digests[name] = scanned.diff_id if plain else "sha256:" + digest.hexdigest()
                     elif member.size <= MAX_METADATA:
+                        kept += member.size
+                        if kept > MAX_KEPT:
+                            raise ImgscopeError(
+                                f"{self.label}: more than {MAX_KEPT >> 20} MiB of files that are neither layers nor "
+                                f"metadata (at {name}): not an image archive"
+                            )
                         self._files[name] = head + fh.read()
+                end = tf.offset
+            whole = True
         except tarfile.ReadError as exc:
+            if "unexpected end of data" in str(exc):
+                raise ImgscopeError(f"{self.label}: archive is truncated ({exc})") from exc
             raise ImgscopeError(f"{self.label}: not a readable tar archive ({exc})") from exc
         except EOFError as exc:
             raise ImgscopeError(f"{self.label}: archive is truncated ({exc})") from exc
+        finally:
+            # After a failure its read may block until the source sends more: do not wait for it.
+            prefetch.stop(wait=whole)
+        # As in TarStore._check_end: tarfile takes a cut or a bad header for the end.
+        block = counted.block_at(end, 512)
+        if block is not None and len(block) < 512:
+            raise ImgscopeError(f"{self.label}: archive is truncated (no end-of-archive marker)")
+        if block is not None and block.strip(b"\x00"):
+            raise ImgscopeError(f"{self.label}: archive has a corrupt tar header at byte {end}")
 
     @staticmethod
     def _looks_like_layer(head: bytes) -> bool:
@@ -379,6 +553,7 @@ class StreamStore:
         max_bytes: int | None,
         visitor: ContentVisitor | None,
         on_scan: Callable[[int], None] | None = None,
+        trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         out = []
         for name in names:
@@ -399,13 +574,175 @@ class StreamStore:
         real = self._resolve(name)
         if real in self._digests:
             return self._digests[real]
+        if real in self._scans:
+            raise ImgscopeError(f"{self.label}: {name} was read without its digest (use --verify)")
         return "sha256:" + hashlib.sha256(self.read(real)).hexdigest()
+
+
+def _ignore(_data: bytes | memoryview) -> None:
+    """An observer that does not look."""
+
+
+class _Prefetch(io.RawIOBase):
+    """Reads the source on a helper thread, a few chunks ahead of the scan.
+
+    A daemon's ``save`` stream moves only while someone reads it: read from
+    the scanning thread, the engine waits whenever imgscope parses and
+    imgscope waits whenever the engine sends.  Socket reads and decompression
+    release the GIL, so on a second core the transfer overlaps the scan.  At
+    most ``DEPTH`` chunks are held; a failure of the source is raised, as is,
+    where the scan reads next.  After :meth:`stop`, reads return what the
+    helper had read (nothing is lost) and then read on in the calling thread.
+    """
+
+    DEPTH = 8
+
+    def __init__(self, raw: ByteSource) -> None:
+        import queue
+        import threading
+
+        self._raw = raw
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=self.DEPTH)
+        self._empty = queue.Empty
+        self._full = queue.Full
+        self._spill: list[bytes | BaseException] = []  # what the helper read but could not queue
+        self._view = memoryview(b"")
+        self._ended = False
+        self._direct = False  # stopped, and all it had read consumed: read the source directly
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="imgscope-prefetch", daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _pump(self) -> None:
+        try:
+            while not self._halt.is_set():
+                data = self._raw.read(1 << 20)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except self._full:
+                continue
+        self._spill.append(item)
+
+    def _fetch(self) -> bool:
+        """Make the next chunk current; False at the end (or once reading directly)."""
+        if self._direct:
+            return False
+        if not self._halt.is_set():
+            item: bytes | BaseException | None = self._queue.get()
+        else:
+            try:
+                item = self._queue.get_nowait()
+            except self._empty:
+                item = self._spill.pop(0) if self._spill else None
+        if item is None:
+            self._direct = True
+            return False
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+            return False
+        self._view = memoryview(item)
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; a whole chunk the helper read is handed over as is, without a copy."""
+        if not self._view and not self._ended and size >= 1 << 20 and self._fetch() and self._view.nbytes <= size:
+            data = self._view.obj
+            if isinstance(data, bytes):
+                self._view = memoryview(b"")
+                return data
+        return super().read(size) or b""
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._view:
+            if self._ended:
+                return 0
+            if not self._fetch():
+                if self._direct and not self._ended:
+                    data = self._raw.read(len(buffer))  # stopped and drained: read on directly
+                    buffer[: len(data)] = data
+                    return len(data)
+                return 0
+        n = min(len(buffer), len(self._view))
+        buffer[:n] = self._view[:n]
+        self._view = self._view[n:]
+        return n
+
+    def stop(self, wait: bool = True) -> None:
+        """End the helper thread; after waiting for it, what it read stays readable, in order."""
+        self._halt.set()
+        if wait:
+            self._thread.join()
+
+
+class _Counted(io.RawIOBase):
+    """Passes reads through, remembering the last 64 KiB and their offsets.
+
+    ``tarfile`` in stream mode ends quietly on a cut or a corrupt header; the
+    bytes kept here let the store look at what stood where it stopped.
+    """
+
+    KEEP = 1 << 16
+
+    def __init__(self, raw: ByteSource) -> None:
+        self._raw = raw
+        self.total = 0
+        self._tail: deque[tuple[int, bytes]] = deque()
+        self._kept = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self._tail.append((self.total, data))
+            self._kept += len(data)
+            self.total += len(data)
+            while self._kept - len(self._tail[0][1]) >= self.KEEP:
+                self._kept -= len(self._tail.popleft()[1])
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def block_at(self, offset: int, size: int) -> bytes | None:
+        """``size`` bytes at ``offset`` (fewer at the end), reading on; None if no longer kept."""
+        extra: list[bytes] = []
+        have = self.total
+        while have < offset + size:
+            data = self._raw.read(1 << 16)
+            if not data:
+                break
+            extra.append(data)
+            have += len(data)
+        start = self._tail[0][0] if self._tail else self.total
+        if offset < start:
+            return None
+        joined = b"".join([d for _, d in self._tail] + extra)
+        return joined[offset - start : offset - start + size]
 
 
 class _Tee(io.RawIOBase):
     """Replays a sniffed head, then reads on, passing every byte to ``observe``."""
 
-    def __init__(self, head: bytes, fh: ByteSource, observe: Callable[[bytes], object]) -> None:
+    def __init__(self, head: bytes, fh: ByteSource, observe: Callable[[bytes | memoryview], object]) -> None:
         self._head = head
         self._fh = fh
         self._observe = observe
@@ -429,6 +766,12 @@ class _Tee(io.RawIOBase):
         return data
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        readinto = getattr(self._fh, "readinto", None)
+        if self._head or readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        n = int(readinto(buffer) or 0)  # straight into the scanner's buffer: one copy fewer per byte
+        if n:
+            self._observe(memoryview(buffer)[:n])
+        return n
