@@ -24,6 +24,7 @@ from imgscope.analysis.container import (
     PathChange,
 )
 from imgscope.model import DIR, REMOVED, SYMLINK, Entry
+from imgscope.render.json_report import entry_dict
 from imgscope.units import format_size
 
 SCHEMA_VERSION = 1
@@ -42,18 +43,13 @@ KIND_STYLE = {
 
 
 def _entry_dict(entry: Entry | None) -> dict[str, Any] | None:
+    """inspect's entry fields, without the path (the change names it) and with the mtime."""
     if entry is None:
         return None
-    return {
-        "type": entry.type,
-        "size": entry.size,
-        "mode": f"{entry.mode:04o}",
-        "uid": entry.uid,
-        "gid": entry.gid,
-        "hash": entry.digest or None,
-        "link": entry.link or None,
-        "mtime": entry.mtime,
-    }
+    out = entry_dict(entry)
+    del out["path"]
+    out["mtime"] = entry.mtime
+    return out
 
 
 def change_dict(change: PathChange) -> dict[str, Any]:
