@@ -172,3 +172,24 @@ def test_help_does_not_import_heavy_modules() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_console_escapes_control_characters_from_images() -> None:
+    """Any renderer's text (not only the ones that call printable()) reaches the terminal escaped."""
+    import io
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from imgscope.cli.common import make_console
+
+    console = make_console(False)
+    console.file = io.StringIO()
+    table = Table()
+    table.add_column("path")
+    table.add_row(Text("/evil\x1b[2J\x07name"))
+    console.print(table)
+    console.print("[bold]fine[/bold]\nsecond line")
+    out = console.file.getvalue()
+    assert "\x1b" not in out and "\x07" not in out
+    assert "/evil\\x1b[2J" in out and "fine\nsecond line" in out

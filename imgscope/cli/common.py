@@ -56,9 +56,9 @@ class SourceOptions:
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
     """A rich console; no colour when asked, or when NO_COLOR is set, or when not a terminal."""
-    from rich.console import Console
+    from imgscope.render.console import SafeConsole
 
-    return Console(no_color=no_color, stderr=stderr, highlight=False, soft_wrap=False)
+    return SafeConsole(no_color=no_color, stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None = None, quiet: bool = False) -> Image:

@@ -10,8 +10,9 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -53,6 +54,29 @@ def printable(text: str) -> str:
     ``\\x1b``, ``\\n`` or ``\\xe9`` instead.
     """
     return _UNPRINTABLE.sub(_escape_char, text) if _UNPRINTABLE.search(text) else text
+
+
+_UNPRINTABLE_IN_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+
+
+class SafeConsole(Console):
+    """A console that never writes a control character that came from an image.
+
+    Rich emits its own escape sequences as *control* segments; every other
+    segment is text, and text from an image (a file name, a history line, a
+    label) may hold escape sequences.  Escaping them here, where segments
+    become output, covers every renderer at once, including ones that forget
+    :func:`printable`.  Newlines between rendered lines are kept.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        safe = (
+            seg
+            if seg.control or not _UNPRINTABLE_IN_LINES.search(seg.text)
+            else Segment(_UNPRINTABLE_IN_LINES.sub(_escape_char, seg.text), seg.style, seg.control)
+            for seg in buffer
+        )
+        return super()._render_buffer(safe)
 
 
 def _size(n: int | None, iec: bool) -> str:
