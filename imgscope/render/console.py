@@ -104,7 +104,11 @@ def summary(image: Image, iec: bool = False) -> RenderableType:
         ("Size", f"{format_size(image.size, iec)} ({image.size:,} bytes)"),
     ]
     if image.compressed_size is not None:
-        rows.append(("Compressed", f"{format_size(image.compressed_size, iec)} ({image.compressed_size:,} bytes)"))
+        # Docker 25's graphdriver archives name uncompressed blobs (digest == DiffID) in the manifest:
+        # their sizes are what a push would read, not what it would send, so they are not "compressed".
+        compressed = all(info.digest is not None and info.digest != info.diff_id for info in image.layers)
+        label = "Compressed" if compressed else "Blobs"
+        rows.append((label, f"{format_size(image.compressed_size, iec)} ({image.compressed_size:,} bytes)"))
     rows.append(("Layers", str(len(image.scans))))
     if cfg.entrypoint is not None:
         rows.append(("Entrypoint", " ".join(cfg.entrypoint)))
