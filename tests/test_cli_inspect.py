@@ -193,3 +193,17 @@ def test_console_escapes_control_characters_from_images() -> None:
     out = console.file.getvalue()
     assert "\x1b" not in out and "\x07" not in out
     assert "/evil\\x1b[2J" in out and "fine\nsecond line" in out
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_closed_pipe_exits_141_quietly(extra: list[str]) -> None:
+    """`imgscope inspect ... | head`: no traceback, and not 1, which would read as a failed check."""
+    from tests.conftest import SAMPLES
+
+    cmd = [sys.executable, "-m", "imgscope", "inspect", str(SAMPLES / "demo-legacy.tar"), "--no-color", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the interpreter has even started: the first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err

@@ -229,7 +229,11 @@ def handle_errors(debug: bool) -> Iterator[None]:
         sys.stderr.write(f"imgscope: error: {printable(exc.message)}\n")
         raise typer.Exit(2) from None
     except BrokenPipeError:
-        raise typer.Exit(0) from None
+        # The reader went away (`| head`): exit as a SIGPIPE'd tool would, without a flush error at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         raise typer.Exit(130) from None

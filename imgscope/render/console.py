@@ -69,6 +69,17 @@ class SafeConsole(Console):
     :func:`printable`.  Newlines between rendered lines are kept.
     """
 
+    def on_broken_pipe(self) -> None:
+        """``imgscope ... | head``: stop quietly with 141 (128 + SIGPIPE), as a shell tool killed by
+        SIGPIPE would; rich's default exit 1 would read as a failed check in ``ci`` and ``audit``."""
+        import os
+        import sys
+
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(141)
+
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         safe = (
             seg
