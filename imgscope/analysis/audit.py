@@ -596,39 +596,25 @@ def _pairs(text: str) -> list[tuple[str, str]]:
 def _config_findings(config: ImageConfig, steps: tuple[Step, ...]) -> list[Finding]:
     """ENV and LABEL secrets, the user, the healthcheck."""
     out: list[Finding] = []
-    for item in config.env:
-        name, _, value = item.partition("=")
+    pairs = [("ENV", ENV_SECRET, *item.partition("=")[::2]) for item in config.env]
+    pairs += [("LABEL", LABEL_SECRET, key, value) for key, value in config.labels]
+    for verb, rule, name, value in pairs:
         hit = string_secret(name, value)
-        if hit is not None:
-            step = _last_step(steps, "ENV", name)
-            out.append(
-                Finding(
-                    ENV_SECRET,
-                    HIGH,
-                    f"ENV {name} holds a secret ({hit.kind})",
-                    IN_CONFIG,
-                    subject=f"ENV {name}",
-                    step=step.position if step else None,
-                    instruction=safe_instruction(step.instruction) if step else None,
-                    evidence=hit.evidence,
-                )
+        if hit is None:
+            continue
+        step = _last_step(steps, verb, name)
+        out.append(
+            Finding(
+                rule,
+                HIGH,
+                f"{verb} {name} holds a secret ({hit.kind})",
+                IN_CONFIG,
+                subject=f"{verb} {name}",
+                step=step.position if step else None,
+                instruction=safe_instruction(step.instruction) if step else None,
+                evidence=hit.evidence,
             )
-    for key, value in config.labels:
-        hit = string_secret(key, value)
-        if hit is not None:
-            step = _last_step(steps, "LABEL", key)
-            out.append(
-                Finding(
-                    LABEL_SECRET,
-                    HIGH,
-                    f"LABEL {key} holds a secret ({hit.kind})",
-                    IN_CONFIG,
-                    subject=f"LABEL {key}",
-                    step=step.position if step else None,
-                    instruction=safe_instruction(step.instruction) if step else None,
-                    evidence=hit.evidence,
-                )
-            )
+        )
     user = config.user.strip()
     name = user.split(":", 1)[0]
     if not user or name in ("root", "0"):
