@@ -127,16 +127,7 @@ def _tag_matches(repo_tag: str, wanted: str) -> bool:
 
 def _entry_platform(store: Store, entry: dict[str, Any]) -> tuple[str, str, str] | None:
     config_name = entry.get("Config")
-    if not isinstance(config_name, str) or not store.exists(config_name):
-        return None
-    raw = load_json(store.read(config_name), f"{store.label}: {config_name}")
-    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
-        return None
-    text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
-    try:
-        return oci.normalize_platform(text)
-    except ImgscopeError:
-        return None  # a malformed platform in the image: it matches no --platform
+    return oci.config_platform(store, config_name) if isinstance(config_name, str) else None
 
 
 def _pick_platform(store: Store, entries: list[dict[str, Any]], platform: str) -> list[dict[str, Any]]:
@@ -147,7 +138,7 @@ def _pick_platform(store: Store, entries: list[dict[str, Any]], platform: str) -
     for entry in entries:
         plat = _entry_platform(store, entry)
         seen.append(plat)
-        if plat is not None and plat[:2] == wanted[:2] and (not wanted[2] or plat[2] == wanted[2]):
+        if oci.platform_matches(plat, wanted):
             found.append(entry)
     if found:
         return found

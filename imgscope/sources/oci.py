@@ -178,18 +178,30 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
     return out, notes
 
 
+def config_platform(store: Store, name: str) -> tuple[str, str, str] | None:
+    """The platform an image config blob names (``os/architecture[/variant]``), or None."""
+    if not store.exists(name):
+        return None
+    raw = load_json(store.read(name), f"{store.label}: {name}")
+    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
+        return None
+    text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
+    return _platform_of(text)
+
+
+def platform_matches(plat: tuple[str, str, str] | None, wanted: tuple[str, str, str]) -> bool:
+    """Does an image's platform satisfy ``--platform`` (a variant left out matches any)?"""
+    return plat is not None and plat[:2] == wanted[:2] and (not wanted[2] or plat[2] == wanted[2])
+
+
 def _config_platform(store: Store, cand: Candidate, prefix: str) -> tuple[str, str, str] | None:
     if cand.platform is not None:
         return cand.platform
     config = cand.manifest.get("config") or {}
     digest = config.get("digest")
-    if not isinstance(digest, str) or not store.exists(blob_name(digest, prefix)):
+    if not isinstance(digest, str):
         return None
-    raw = load_json(store.read(blob_name(digest, prefix)), f"{store.label}: config {digest}")
-    if not isinstance(raw, dict) or not raw.get("os") or not raw.get("architecture"):
-        return None
-    text = f"{raw['os']}/{raw['architecture']}" + (f"/{raw['variant']}" if raw.get("variant") else "")
-    return _platform_of(text)
+    return config_platform(store, blob_name(digest, prefix))
 
 
 def _tag_matches(tag: str, wanted: str) -> bool:
@@ -218,7 +230,7 @@ def choose(
     if platform:
         wanted = normalize_platform(platform)
         for cand, plat in zip(candidates, plats, strict=True):
-            if plat is not None and plat[:2] == wanted[:2] and (not wanted[2] or plat[2] == wanted[2]):
+            if platform_matches(plat, wanted):
                 return cand
         raise ImgscopeError(
             f"{store.label}: no image for {_fmt(wanted)}; platforms here: "
