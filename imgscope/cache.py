@@ -168,9 +168,6 @@ class ScanCache:
             return None
         return scan if scan.diff_id == diff_id else None
 
-    def has_all(self, diff_ids: list[str]) -> bool:
-        return all(self.get(d) is not None for d in diff_ids)
-
     def put(self, scan: LayerScan) -> None:
         if self._db is None:
             return

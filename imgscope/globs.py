@@ -55,8 +55,3 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
 def match(pattern: str, path: str) -> bool:
     """Does the absolute ``path`` match ``pattern``?"""
     return compile_glob(pattern).match(path) is not None
-
-
-def match_any(patterns: list[str] | tuple[str, ...], path: str) -> bool:
-    """Does ``path`` match any of ``patterns``?"""
-    return any(match(p, path) for p in patterns)

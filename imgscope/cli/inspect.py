@@ -24,9 +24,6 @@ from imgscope.cli.common import (
     print_json,
 )
 
-# Analyses that add sections to the inspect report register here (name -> builder).
-EXTRA_SECTIONS: list[str] = []
-
 
 def inspect(
     ref: Annotated[str, typer.Argument(help="Image: a daemon name, an archive or layout path, or a transport:REF.")],
