@@ -17,11 +17,12 @@ import sqlite3
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgscope.model import Entry, LayerScan
 
 # Bump whenever LayerScan or Entry change shape or meaning.
-SCANNER_VERSION = 1
+SCANNER_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -40,7 +41,24 @@ def pack(scan: LayerScan) -> bytes:
     field (several times slower than the scan itself for a large layer);
     plain tuples are read back in C and turned into entries in one call each.
     """
-    entries = [
+    entries = _tuples(scan.entries)
+    shadowed = _tuples(scan.shadowed)
+    record = (
+        scan.diff_id,
+        scan.tar_bytes,
+        entries,
+        scan.whiteouts,
+        scan.opaques,
+        scan.warnings,
+        scan.estargz,
+        shadowed,
+        scan.climbed,
+    )
+    return marshal.dumps(record)
+
+
+def _tuples(entries: tuple[Entry, ...]) -> list[tuple[object, ...]]:
+    return [
         (
             e.path,
             e.type,
@@ -56,10 +74,8 @@ def pack(scan: LayerScan) -> bytes:
             e.devmajor,
             e.devminor,
         )
-        for e in scan.entries
+        for e in entries
     ]
-    record = (scan.diff_id, scan.tar_bytes, entries, scan.whiteouts, scan.opaques, scan.warnings, scan.estargz)
-    return marshal.dumps(record)
 
 
 def unpack(data: bytes) -> LayerScan:
@@ -71,8 +87,22 @@ def unpack(data: bytes) -> LayerScan:
 
 
 def _unpack(data: bytes) -> LayerScan:
-    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz = marshal.loads(data)
+    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz, shadowed, climbed = marshal.loads(data)
     shared: dict[int, int] = {}
+    return LayerScan(
+        diff_id=diff_id,
+        tar_bytes=tar_bytes,
+        entries=_entries(entries, shared),
+        whiteouts=tuple(whiteouts),
+        opaques=tuple(opaques),
+        warnings=tuple(warnings),
+        estargz=bool(estargz),
+        shadowed=_entries(shadowed, shared),
+        climbed=tuple(climbed),
+    )
+
+
+def _entries(entries: list[tuple[Any, ...]], shared: dict[int, int]) -> tuple[Entry, ...]:
     share = shared.setdefault
     out = []
     for fields in entries:
@@ -94,15 +124,7 @@ def _unpack(data: bytes) -> LayerScan:
                 minor,
             )
         )
-    return LayerScan(
-        diff_id=diff_id,
-        tar_bytes=tar_bytes,
-        entries=tuple(out),
-        whiteouts=tuple(whiteouts),
-        opaques=tuple(opaques),
-        warnings=tuple(warnings),
-        estargz=bool(estargz),
-    )
+    return tuple(out)
 
 
 def _encode(scan: LayerScan) -> bytes:

@@ -63,6 +63,11 @@ class LayerScan:
     ``whiteouts`` are absolute paths a ``.wh.`` marker deletes from lower layers;
     ``opaques`` are directories whose lower children are all hidden.  Entries are
     kept in tar order; paths are absolute (``/usr/bin/su``).
+    ``shadowed`` are entries a later entry of the same layer replaced (a
+    duplicate name, or a directory a file replaced with its children): not in
+    the container, yet their bytes ship in the blob, so audit reads them.
+    ``climbed`` are paths whose tar name climbed above the root with ``..``
+    (Docker clamps them there: the entry ships at that path).
     """
 
     diff_id: str
@@ -72,6 +77,8 @@ class LayerScan:
     opaques: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     estargz: bool = False
+    shadowed: tuple[Entry, ...] = ()
+    climbed: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:

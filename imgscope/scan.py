@@ -19,6 +19,7 @@ import gc
 import hashlib
 import posixpath
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from zlib import adler32
@@ -41,6 +42,13 @@ MAX_WARNINGS = 100
 # One chunk behind the unread rest of the last one, which is under a header or a record.
 _CAPACITY = CHUNK + MAX_RECORD + 2 * BLOCK_SIZE
 _SPECIAL = frozenset((b"x", b"g", b"L", b"K"))
+# Types Go's archive/tar reads as a header alone (isHeaderOnlyType): a size is not data.
+_HEADER_ONLY = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))
+# Extended attributes kept, in characters of names and values: per entry, and per layer.
+MAX_XATTR_ENTRY = 64 * 1024
+MAX_XATTR_LAYER = 4 * 1024 * 1024
+_PAX_INT = re.compile(r"([+-]?[0-9]+)")
+_PAX_TIME = re.compile(r"([+-]?[0-9]+)(?:\.[0-9]*)?")
 _xxh3_hex = xxhash.xxh3_64_hexdigest
 ESTARGZ_NAMES = frozenset({"/stargz.index.json", "/.prefetch.landmark", "/.no.prefetch.landmark"})
 
@@ -343,6 +351,43 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+def _drop_replaced(
+    entries: dict[str, Entry], order: dict[str, int], cut: dict[str, int], shadowed: list[Entry]
+) -> None:
+    """Move to ``shadowed`` the entries a later non-directory of this layer removed with its directory.
+
+    One pass over the entries, each checking its ancestors, rather than a
+    search of the whole layer per replaced directory.
+    """
+    for path in list(entries):
+        seen = order[path]
+        parent = path
+        while parent != "/":
+            parent = parent[: parent.rfind("/")] or "/"
+            when = cut.get(parent)
+            if when is not None and when > seen:
+                shadowed.append(entries.pop(path))
+                break
+
+
+def _check_pax(fields: dict[str, str], layer: str, name: str) -> None:
+    """Refuse PAX numbers Go's archive/tar refuses (its mergePAX): Docker fails to load such a layer.
+
+    A negative or non-decimal size would also make the scan loop go backwards
+    or forever; a huge mtime (``1e400``) would overflow.
+    """
+    for key in ("size", "uid", "gid", "mtime", "atime", "ctime"):
+        value = fields.get(key)
+        if value is None:
+            continue
+        ok = _PAX_TIME.fullmatch(value) if key.endswith("time") else _PAX_INT.fullmatch(value)
+        if ok is not None:
+            number = int(ok.group(1))
+            if -(1 << 63) <= number < (1 << 63) and not (key == "size" and number < 0):
+                continue
+        raise ImgscopeError(f"{layer}: layer has a bad PAX {key}={value[:40]!r} for {name[:200]!r}")
+
+
 def _checksum_ok(header: bytes) -> bool:
     """Whether the header's checksum field matches the (unsigned) sum of its bytes.
 
@@ -356,28 +401,49 @@ def _checksum_ok(header: bytes) -> bool:
     except ValueError:
         return False
     unsigned = (adler32(header[:256]) & 0xFFFF) + (adler32(header[256:]) & 0xFFFF) - 2
-    return expected == unsigned - sum(stored) + 8 * 32
+    unsigned += 8 * 32 - sum(stored)
+    if expected == unsigned:
+        return True
+    # Go's archive/tar (and so Docker) also takes the sum of the bytes read as signed chars,
+    # which some old tars wrote: bytes 128..255 count 256 less each.
+    high = sum(1 for b in header if b >= 128) - sum(1 for b in stored if b >= 128)
+    return expected == unsigned - 256 * high
 
 
-def normalize(name: str) -> str | None:
-    """Absolute, normalised path of a tar name, or None when it escapes the root."""
+def normalize(name: str) -> str:
+    """Absolute, normalised path of a tar name, ``..`` clamped at the root as Docker applies it.
+
+    Docker 20.10 applies a layer in a chroot of the layer's directory
+    (moby ``pkg/chrootarchive/diff_unix.go`` ``applyLayerHandler``), where
+    ``pkg/archive/diff.go`` ``UnpackLayer`` joins ``filepath.Clean(hdr.Name)``
+    to ``/``: ``filepath.Join("/", "../../root/x")`` is ``/root/x``, so a name
+    climbing above the root lands inside it instead of being refused, and
+    the file ships.  ``posixpath.normpath`` of ``"/" + name`` is that rule
+    (the name's leading slashes are stripped first: normpath keeps ``//``).
+    :func:`climbs` says whether a name did climb, for audit's rule.
+    """
     name = name.lstrip("/")
     if name and name[0] != "." and "/." not in name and "//" not in name:
         # The common case (``usr/lib/x``, ``etc/``): no ``.``, ``..`` or empty part.
         return "/" + name.rstrip("/")
     if not name or name in {".", "./"}:
         return "/"
-    norm = posixpath.normpath("/" + name)
-    # normpath on an absolute path swallows ".." at the root; check the raw parts.
+    return posixpath.normpath("/" + name)
+
+
+def climbs(name: str) -> bool:
+    """Whether a tar name's ``..`` parts climb above the root at some point (what Docker clamps)."""
+    if ".." not in name:
+        return False
     depth = 0
     for part in name.split("/"):
         if part == "..":
             depth -= 1
             if depth < 0:
-                return None
+                return True
         elif part and part != ".":
             depth += 1
-    return norm
+    return False
 
 
 def scan_layer(
@@ -433,8 +499,15 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             dropped += 1
 
     estargz = False
-    pax_global: dict[str, str] = {}
     pax: dict[str, str] = {}
+    shadowed: list[Entry] = []
+    climbed: list[str] = []
+    # Paths a non-directory replaced within this layer, by the entry count then: Docker's
+    # RemoveAll took what the layer had put below them before (children are dropped at the end).
+    cut: dict[str, int] = {}
+    order: dict[str, int] = {}
+    seq = 0
+    xattr_budget = MAX_XATTR_LAYER
     long_name: str | None = None
     long_link: str | None = None
     first = True
@@ -491,14 +564,16 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             if typeflag == b"x":
                 pax = _pax(data)
             elif typeflag == b"g":
-                pax_global.update(_pax(data))
+                # Go's archive/tar hands a global header over as an entry of its own, which
+                # Docker's createTarFile ignores: its records apply to no later entry.
+                pass
             elif typeflag == b"L":
                 long_name = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             else:
                 long_link = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
             continue
 
-        fields = {**pax_global, **pax} if pax_global else pax
+        fields = pax
         raw_name = (fields.get("path") if fields else None) or long_name
         if raw_name is None:
             nul = header.find(0, 0, 100)
@@ -507,10 +582,13 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                 prefix = _text(header[345:500])
                 if prefix:
                     raw_name = prefix + "/" + raw_name
-        if fields and "size" in fields:
-            with contextlib.suppress(ValueError):
+        if fields:
+            _check_pax(fields, s.name, raw_name)
+            if "size" in fields:
                 size = int(fields["size"])
-            padded = (size + BLOCK_SIZE - 1) // BLOCK_SIZE * BLOCK_SIZE
+        if typeflag in _HEADER_ONLY:
+            size = 0  # Go's archive/tar reads no data for these, whatever the header says
+        padded = (size + BLOCK_SIZE - 1) & ~(BLOCK_SIZE - 1)
         pax_now = pax
         if pax:
             pax = {}
@@ -521,12 +599,15 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if typeflag == b"S":
             kind = FILE
             warn(f"{raw_name}: GNU sparse entry counted by its stored bytes")
-        path = normalize(raw_name) if "\x00" not in raw_name else None
-        if path is None:
-            why = "a NUL byte in its name" if "\x00" in raw_name else "it escapes the image root"
-            warn(f"refused entry {raw_name[:200]!r}: {why}")
+        if "\x00" in raw_name:
+            warn(f"refused entry {raw_name[:200]!r}: a NUL byte in its name")
             s.skip(padded)
             continue
+        path = normalize(raw_name)
+        if climbs(raw_name):
+            # Docker clamps the name at the root and ships the file there (see normalize).
+            warn(f"entry {raw_name[:200]!r} climbs above the root; Docker puts it at {path!r}")
+            climbed.append(path)
         if kind is None:
             warn(f"{path}: unknown tar type {typeflag!r} read as a regular file")
             kind = FILE
@@ -568,7 +649,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             if pax_now:
                 uid = int(pax_now["uid"]) if "uid" in pax_now else uid
                 gid = int(pax_now["gid"]) if "gid" in pax_now else gid
-                mtime = int(float(pax_now["mtime"])) if "mtime" in pax_now else mtime
+                mtime = int(pax_now["mtime"].partition(".")[0]) if "mtime" in pax_now else mtime
             if kind in (CHAR, BLOCK):
                 devmajor = _number(header[329:337])
                 devminor = _number(header[337:345])
@@ -593,6 +674,16 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             xattrs = tuple(
                 sorted((k[len("SCHILY.xattr.") :], v) for k, v in pax_now.items() if k.startswith("SCHILY.xattr."))
             )
+            if xattrs:
+                # Kept in memory for every entry of every layer: bounded, or 400 entries with
+                # 1 MiB of attributes each (a 92 KB download) would cost gigabytes.
+                weight = sum(len(k) + len(v) for k, v in xattrs)
+                if weight > MAX_XATTR_ENTRY or weight > xattr_budget:
+                    why = "64 KiB for one entry" if weight > MAX_XATTR_ENTRY else "4 Mi characters for the layer"
+                    warn(f"{path!r}: extended attributes of {weight} characters dropped (over {why})")
+                    xattrs = (("(dropped)", f"{weight} characters"),)
+                else:
+                    xattr_budget -= weight
         entry_size = content_bytes if kind == FILE else 0
         link = ""
         if kind in (SYMLINK, HARDLINK):
@@ -600,11 +691,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             if kind == SYMLINK:
                 entry_size = len(link.encode("utf-8", "surrogateescape"))
             else:
-                target = normalize(link)
-                if target is None:
-                    warn(f"{path}: hardlink target {link!r} escapes the image root, ignored")
-                    continue
-                link = target
+                link = target = normalize(link)
                 found = entries.get(target)
                 if found is None:
                     warn(f"{path}: hardlink to {target}, which this layer does not hold")
@@ -612,10 +699,20 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                     digest = found.digest
         if path in ESTARGZ_NAMES:
             estargz = True
-        entries.pop(path, None)  # a later entry of the same name replaces the earlier one
+        earlier = entries.pop(path, None)
+        if earlier is not None:
+            # A later entry of the same name replaces the earlier one in the container, but the
+            # earlier copy's bytes still ship in the blob: kept for audit.
+            shadowed.append(earlier)
+            if earlier.type == DIR and kind != DIR:
+                cut[path] = seq
+        seq += 1
+        order[path] = seq
         entries[path] = Entry(
             path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
+    if cut:
+        _drop_replaced(entries, order, cut, shadowed)
     if dropped:
         warnings.append(f"... and {dropped} more warnings like these")
     return LayerScan(
@@ -626,4 +723,6 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         opaques=tuple(opaques),
         warnings=tuple(warnings),
         estargz=estargz,
+        shadowed=tuple(shadowed),
+        climbed=tuple(climbed),
     )

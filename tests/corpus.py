@@ -876,9 +876,9 @@ def case_entry_dotdot(root: Path) -> Case:
     return _ok(
         "entry-dotdot",
         _one_layer_image(root, data),
-        warning="escapes the image root",
-        present=["/fine.txt", "/kept.txt"],
-        absent=["/etc/evil", "/escape"],
+        # Docker clamps ``..`` at the root (scan.normalize): the files ship there.
+        warning="climbs above the root",
+        present=["/fine.txt", "/kept.txt", "/etc/evil", "/escape"],
     )
 
 
@@ -954,9 +954,9 @@ def case_hardlink_escapes(root: Path) -> Case:
     return _ok(
         "hardlink-escapes",
         _one_layer_image(root, data),
-        warning="escapes the image root",
-        present=["/real.txt"],
-        absent=["/link.txt"],
+        # The target is clamped at the root as Docker clamps it: a link to /etc/shadow.
+        warning="hardlink to /etc/shadow, which this layer does not hold",
+        present=["/real.txt", "/link.txt"],
     )
 
 

@@ -16,7 +16,7 @@ import zstandard
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import DIR, FILE, HARDLINK, SYMLINK
-from imgscope.scan import normalize, scan_layer
+from imgscope.scan import climbs, normalize, scan_layer
 
 
 def make_tar(members: list[tuple[tarfile.TarInfo, bytes | None]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -106,17 +106,20 @@ def test_pax_xattrs_and_non_utf8_names() -> None:
     assert any(e.path.startswith("/caf") for e in result.entries)
 
 
-def test_dot_dot_escapes_are_refused_and_prefixes_stripped() -> None:
+def test_dot_dot_escapes_are_clamped_as_docker_does_and_prefixes_stripped() -> None:
     data = make_tar([(info("../../etc/evil"), b"x"), (info("./ok"), b"y"), (info("/abs"), b"z")])
     result = scan_layer(io.BytesIO(data), "t")
-    assert sorted(e.path for e in result.entries) == ["/abs", "/ok"]
-    assert any("escapes" in w for w in result.warnings)
+    assert sorted(e.path for e in result.entries) == ["/abs", "/etc/evil", "/ok"]
+    assert result.climbed == ("/etc/evil",)
+    assert any("climbs above the root" in w for w in result.warnings)
 
 
 def test_normalize() -> None:
     assert normalize("./a/b/../c") == "/a/c"
-    assert normalize("a/../../b") is None
+    assert normalize("a/../../b") == "/b"
+    assert normalize("//../x/./y//") == "/x/y"
     assert normalize("/") == "/"
+    assert climbs("a/../../b") and climbs("../x") and not climbs("a/b/../c") and not climbs("..a/b")
 
 
 def test_char_device_zero_zero_is_a_whiteout() -> None:
