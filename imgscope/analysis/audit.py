@@ -58,6 +58,7 @@ SETGID = "setgid-file"
 WORLD_WRITABLE = "world-writable"
 DEVICE = "device-file"
 ROOT_USER = "root-user"
+PATH_CLIMBS_ROOT = "path-climbs-root"
 NO_HEALTHCHECK = "no-healthcheck"
 GIT_DIRECTORY = "git-directory"
 PACKAGE_CACHE = "package-cache"
@@ -132,6 +133,14 @@ RULES: dict[str, Rule] = _rules(
     (SETGID, MEDIUM, _FS, "setgid file", "A file with the setgid bit."),
     (WORLD_WRITABLE, MEDIUM, _FS, "World-writable path", "A file, or a directory without the sticky bit."),
     (DEVICE, MEDIUM, _FS, "Device file outside /dev", "A character or block device outside /dev."),
+    (
+        PATH_CLIMBS_ROOT,
+        HIGH,
+        _FS,
+        "Name climbs above the root",
+        "A layer entry whose tar name climbs above the root with '..' (../../root/.ssh/id_rsa): "
+        "Docker clamps it at the root and ships it there; a crafted layer, or a broken build tool.",
+    ),
     (ROOT_USER, MEDIUM, _CFG, "Runs as root", "No USER, or USER root or 0."),
     (GIT_DIRECTORY, LOW, _HYG, ".git directory", "A .git directory (history, remotes, maybe credentials)."),
     (PACKAGE_CACHE, LOW, _HYG, "Package manager cache", "apt, apk, yum, dnf, pip, npm or yarn caches."),
@@ -411,27 +420,42 @@ def _file_findings(stack: Stack, content: dict[tuple[str, str], ContentResult]) 
             found = accs[key] = _Acc(rule, path)
         return found
 
+    def stored(entry: Entry, layer: int) -> None:
+        """Content and name rules of one stored copy of a file."""
+        path = entry.path
+        hit = content.get((path, entry.digest)) if entry.type == FILE else by_digest.get(entry.digest)
+        if hit is not None:
+            for match in hit.matches:
+                if entry.type == HARDLINK and match.rule not in _CONTENT_ONLY:
+                    continue  # a name-bound rule does not follow a hard link to another name
+                a = acc(match.rule, path)
+                if not a.evidence:
+                    a.evidence, a.line, a.count = match.evidence, match.line, match.count
+                a.add(layer, entry.digest)
+        if entry.size > 0:
+            rule = secrets.name_rule(path)
+            if rule is not None:
+                acc(rule, path).add(layer, entry.digest)
+
     for result in stack.layers:
         layer = result.index
+        scan = stack.image.scans[layer]
+        for path in scan.climbed:
+            acc(PATH_CLIMBS_ROOT, path).add(layer, "")
+            messages[f"{PATH_CLIMBS_ROOT}\0{path}"] = (
+                f"a tar name climbs above the root with '..'; Docker ships it at {path}"
+            )
+        for copy in scan.shadowed:
+            # Copies a later entry of the same layer replaced: not in the container, in the blob.
+            if copy.type in (FILE, HARDLINK):
+                stored(copy, layer)
         for change in result.changes:
             entry = change.entry
             if entry is None:
                 continue
             path = entry.path
             if entry.type in (FILE, HARDLINK):
-                hit = content.get((path, entry.digest)) if entry.type == FILE else by_digest.get(entry.digest)
-                if hit is not None:
-                    for match in hit.matches:
-                        if entry.type == HARDLINK and match.rule not in _CONTENT_ONLY:
-                            continue  # a name-bound rule does not follow a hard link to another name
-                        a = acc(match.rule, path)
-                        if not a.evidence:
-                            a.evidence, a.line, a.count = match.evidence, match.line, match.count
-                        a.add(layer, entry.digest)
-                if entry.size > 0:
-                    rule = secrets.name_rule(path)
-                    if rule is not None:
-                        acc(rule, path).add(layer, entry.digest)
+                stored(entry, layer)
             for rule in _fs_rules(entry):
                 a = acc(rule, path)
                 a.add(layer, f"{entry.type}:{entry.mode:o}:{entry.digest}")
@@ -477,6 +501,8 @@ def _still_visible(stack: Stack, a: _Acc) -> bool:
     final = stack.final.get(a.path)
     if final is None:
         return False
+    if a.rule == PATH_CLIMBS_ROOT:
+        return True
     if a.rule in _FS_RULES:
         return a.rule in _fs_rules(final.entry)
     return final.entry.type in (FILE, HARDLINK) and any(ident == final.entry.digest for _, ident in a.idents)
