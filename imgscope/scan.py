@@ -370,6 +370,34 @@ def _drop_replaced(
                 break
 
 
+def _after_end(s: _Stream, block: bytes, warn: Callable[[str], None]) -> bool:
+    """Read past the end-of-archive marker (``block`` follows the first zero block); True for eStargz.
+
+    The rest is drained so the DiffID covers it, and looked at only to say
+    what was not applied.  eStargz puts its table of contents behind the
+    marker, where Docker does not read it either: the layer is still named
+    eStargz, the TOC file is not in its entries.
+    """
+    estargz = False
+    if block and block != ZERO_BLOCK[: len(block)]:
+        warn("one zero block then more data: Docker refuses such a layer; read up to the zero block")
+    else:
+        for _ in range(64):  # padding to a record boundary is zeros: look past a few
+            block = s.read(BLOCK_SIZE)
+            if block != ZERO_BLOCK:
+                break
+    if len(block) == BLOCK_SIZE and block != ZERO_BLOCK and _checksum_ok(block):
+        name = normalize(_text(block[:100]))
+        if name in ESTARGZ_NAMES:
+            estargz = True
+        else:
+            warn("entries after the end-of-archive marker were ignored (Docker does not apply them)")
+    elif block.strip(b"\x00"):
+        warn("bytes after the end of the tar archive were ignored")
+    s.drain()
+    return estargz
+
+
 def _check_pax(fields: dict[str, str], layer: str, name: str) -> None:
     """Refuse PAX numbers Go's archive/tar refuses (its mergePAX): Docker fails to load such a layer.
 
@@ -511,30 +539,24 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     long_name: str | None = None
     long_link: str | None = None
     first = True
-    ended = False
     shared: dict[int, int] = {}
     share = shared.setdefault
     read = s.read
     while True:
         header = read(BLOCK_SIZE)
         if len(header) < BLOCK_SIZE:
+            if not header and first:
+                break  # a zero-byte layer file is an empty layer
             if not header:
-                if first or ended:
-                    break  # a zero-byte layer file is an empty layer
                 raise ImgscopeError(f"{s.name}: layer tar is truncated (no end-of-archive marker)")
-            if ended and not header.strip(b"\x00"):
-                break
             raise ImgscopeError(f"{s.name}: layer tar is truncated (a header is cut)")
         if header == ZERO_BLOCK:
-            # Keep reading past the end marker, as `tar --ignore-zeros` does: eStargz
-            # puts its TOC entry after the first archive's end.
-            ended = True
-            continue
+            # Docker reads layers with Go's archive/tar, which ends the archive at two zero
+            # blocks (one zero block then a header is an error there) and applies nothing
+            # after them: entries behind the marker never reach the container.
+            estargz |= _after_end(s, read(BLOCK_SIZE), warn)
+            break
         if not _checksum_ok(header):
-            if ended:
-                warn("bytes after the end of the tar archive were ignored")
-                s.drain()
-                break
             what = "is not a tar archive" if first else "has a corrupt tar header"
             raise ImgscopeError(f"{s.name}: layer {what}")
         first = False

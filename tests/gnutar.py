@@ -38,9 +38,9 @@ def decompress(blob: bytes) -> bytes:
 
 
 def gnu_list(layer_tar: bytes) -> Listing:
-    """List a layer with GNU tar (``--ignore-zeros`` to see past the first end marker, as for eStargz)."""
+    """List a layer with GNU tar, up to the end-of-archive marker as Docker reads it (eStargz's TOC is past it)."""
     out = subprocess.run(
-        ["tar", "-tv", "--numeric-owner", "--ignore-zeros", "-f", "-"],
+        ["tar", "-tv", "--numeric-owner", "-f", "-"],
         input=layer_tar,
         capture_output=True,
         check=True,
