@@ -351,23 +351,39 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-def _drop_replaced(
-    entries: dict[str, Entry], order: dict[str, int], cut: dict[str, int], shadowed: list[Entry]
-) -> None:
-    """Move to ``shadowed`` the entries a later non-directory of this layer removed with its directory.
+def _drop_replaced(entries: dict[str, Entry], shadowed: list[Entry]) -> None:
+    """Move to ``shadowed`` the entries a later non-directory of this layer removed with their directory.
 
-    One pass over the entries, each checking its ancestors, rather than a
-    search of the whole layer per replaced directory.
+    Docker's UnpackLayer ``RemoveAll``s a path before writing a non-directory
+    there, so what the layer had put below it (under a listed or an implied
+    directory) is gone.  ``entries`` keeps insertion order (a replaced name is
+    re-inserted), which is tar order.  Only the distinct parent directories
+    are walked up, so a layer without such a replacement costs one set.
     """
+    parents = {p[: p.rfind("/")] or "/" for p in entries}
+    blocked: set[str] = set()
+    for directory in parents:
+        up = directory
+        while up != "/":
+            found = entries.get(up)
+            if found is not None and found.type != DIR:
+                blocked.add(directory)
+                break
+            up = up[: up.rfind("/")] or "/"
+    if not blocked:
+        return
+    order = {p: i for i, p in enumerate(entries)}
     for path in list(entries):
-        seen = order[path]
-        parent = path
-        while parent != "/":
-            parent = parent[: parent.rfind("/")] or "/"
-            when = cut.get(parent)
-            if when is not None and when > seen:
+        parent = path[: path.rfind("/")] or "/"
+        if parent not in blocked:
+            continue
+        up = parent
+        while up != "/":
+            found = entries.get(up)
+            if found is not None and found.type != DIR and order[up] > order[path]:
                 shadowed.append(entries.pop(path))
                 break
+            up = up[: up.rfind("/")] or "/"
 
 
 def _after_end(s: _Stream, block: bytes, warn: Callable[[str], None]) -> bool:
@@ -530,11 +546,6 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     pax: dict[str, str] = {}
     shadowed: list[Entry] = []
     climbed: list[str] = []
-    # Paths a non-directory replaced within this layer, by the entry count then: Docker's
-    # RemoveAll took what the layer had put below them before (children are dropped at the end).
-    cut: dict[str, int] = {}
-    order: dict[str, int] = {}
-    seq = 0
     xattr_budget = MAX_XATTR_LAYER
     long_name: str | None = None
     long_link: str | None = None
@@ -726,15 +737,10 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             # A later entry of the same name replaces the earlier one in the container, but the
             # earlier copy's bytes still ship in the blob: kept for audit.
             shadowed.append(earlier)
-            if earlier.type == DIR and kind != DIR:
-                cut[path] = seq
-        seq += 1
-        order[path] = seq
         entries[path] = Entry(
             path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
-    if cut:
-        _drop_replaced(entries, order, cut, shadowed)
+    _drop_replaced(entries, shadowed)
     if dropped:
         warnings.append(f"... and {dropped} more warnings like these")
     return LayerScan(

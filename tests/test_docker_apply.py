@@ -1,0 +1,341 @@
+"""Layers read as Docker applies them (issue 19): hostile tars built byte by byte, Docker as the oracle.
+
+Each case is a layer tar written here with exact bytes (``tests.corpus``),
+put in a ``docker save`` archive and checked three ways:
+
+- imgscope's final tree (``reference.load`` + ``stack.build``) holds what
+  Docker 20.10 puts in a container: the daemon tests ``docker load`` the
+  archive, ``docker create`` a container and read ``docker export`` back
+  (skipped without an engine, required when ``IMGSCOPE_REQUIRE_DOCKER=1``);
+- without a daemon the same expectation is asserted from the rule Docker
+  follows, cited per case (moby ``pkg/archive/diff.go`` ``UnpackLayer``,
+  ``pkg/chrootarchive``, Go's ``archive/tar`` ``Reader.Next``);
+- ``audit`` and ``ci --forbid-path`` see the private key Docker ships.
+
+A hypothesis property then compares imgscope's final tree with a reference
+applier written here from those rules, over random stacks of layers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import posixpath
+import random
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import xxhash
+from typer.testing import CliRunner
+
+from imgscope import stack as stacking
+from imgscope.cli import app
+from imgscope.errors import ImgscopeError
+from imgscope.model import DIR, FILE, SYMLINK
+from imgscope.reference import load
+from imgscope.sources.common import LoadOptions
+from tests import corpus
+from tests.corpus import END, header, layer, member, pad, pax
+
+TAG = "imgscope-test19"
+
+
+def fake_pem(seed: int = 1) -> bytes:
+    body = base64.b64encode(random.Random(seed).randbytes(600)).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----\n".encode()
+
+
+KEY = fake_pem()
+BENIGN = b"nothing to see\n"
+
+
+def global_pax(records: dict[bytes, bytes]) -> bytes:
+    """A PAX global header ('g'): Docker ignores it (createTarFile: TypeXGlobalHeader)."""
+    return _retype(pax(records), b"g")
+
+
+def _retype(block_and_data: bytes, typeflag: bytes) -> bytes:
+    """Change the type of the first header of ``block_and_data`` and fix its checksum."""
+    block = bytearray(block_and_data[:512])
+    block[156:157] = typeflag
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block) + block_and_data[512:]
+
+
+def signed_checksum(block: bytes) -> bytes:
+    """``block`` with its checksum written as the signed-char sum (old tars; Go accepts it)."""
+    raw = bytearray(block)
+    raw[148:156] = b" " * 8
+    total = sum(b - 256 if b >= 128 else b for b in raw)
+    raw[148:156] = b"%06o\x00 " % total
+    return bytes(raw)
+
+
+@dataclass(frozen=True)
+class ApplyCase:
+    """Layers, what Docker's container holds (file path -> content, or None for 'Docker refuses')."""
+
+    name: str
+    layers: tuple[bytes, ...]
+    files: dict[str, bytes] | None
+    absent: tuple[str, ...] = ()
+    rule: str = ""
+
+
+CASES = [
+    ApplyCase(
+        # UnpackLayer joins filepath.Clean(name) to "/" inside a chroot: ".." stops at the root.
+        "dotdot",
+        (layer(member("../../root/.ssh/id_rsa", KEY), member("ok.txt", BENIGN)),),
+        {"/root/.ssh/id_rsa": KEY, "/ok.txt": BENIGN},
+        rule="Go archive/tar + chrootarchive: filepath.Join('/', Clean(name))",
+    ),
+    ApplyCase(
+        # Go's Reader.Next: isHeaderOnlyType (dir, symlink, link, char, block, fifo) reads no data.
+        "dir-with-size",
+        (layer(header("d/", typeflag=b"5", size=1024, mode=0o755), member("root/.ssh/id_rsa", KEY)),),
+        {"/root/.ssh/id_rsa": KEY},
+        rule="archive/tar isHeaderOnlyType",
+    ),
+    ApplyCase(
+        "symlink-with-size",
+        (layer(header("l", typeflag=b"2", size=600, linkname="x"), member("root/.ssh/id_rsa", KEY)),),
+        {"/root/.ssh/id_rsa": KEY},
+        rule="archive/tar isHeaderOnlyType",
+    ),
+    ApplyCase(
+        "fifo-with-size",
+        (layer(header("p", typeflag=b"6", size=512), member("root/.ssh/id_rsa", KEY)),),
+        {"/root/.ssh/id_rsa": KEY},
+        rule="archive/tar isHeaderOnlyType",
+    ),
+    ApplyCase(
+        # A 'g' header is returned as an entry of its own, which createTarFile ignores.
+        "global-pax",
+        (layer(global_pax({b"path": b"harmless.txt"}), member("root/.ssh/id_rsa", KEY), member("b", BENIGN)),),
+        {"/root/.ssh/id_rsa": KEY, "/b": BENIGN},
+        absent=("/harmless.txt",),
+        rule="createTarFile: TypeXGlobalHeader ignored",
+    ),
+    ApplyCase(
+        # Reader.Next returns io.EOF at two zero blocks: a whiteout behind them is never applied.
+        "after-end-marker",
+        (
+            layer(member("root/.ssh/id_rsa", KEY)),
+            layer(member("x", BENIGN)) + header("root/.ssh/.wh.id_rsa") + END,
+        ),
+        {"/root/.ssh/id_rsa": KEY, "/x": BENIGN},
+        rule="archive/tar: end of archive at two zero blocks",
+    ),
+    ApplyCase(
+        # UnpackLayer RemoveAll()s an existing path before writing: the last copy wins.  (docker load
+        # refuses a name repeated after filepath.Clean, tar-split's ErrDuplicatePath; a leading "/"
+        # is not cleaned away, so "/app/key.pem" loads after "app/key.pem".)
+        "duplicate",
+        (layer(member("app/key.pem", KEY), member("/app/key.pem", BENIGN)),),
+        {"/app/key.pem": BENIGN},
+        rule="UnpackLayer: RemoveAll then create",
+    ),
+    ApplyCase(
+        # ...and a file replacing a directory removes what the layer had put below it.
+        "file-replaces-dir-in-layer",
+        (
+            # No "d/" header: tar-split would call "d/" and "d" one name repeated.
+            layer(member("d/id_rsa", KEY), member("d", BENIGN)),
+        ),
+        {"/d": BENIGN},
+        absent=("/d/id_rsa",),
+        rule="UnpackLayer: RemoveAll unless both are directories",
+    ),
+    ApplyCase(
+        # Go's getFormat accepts the unsigned or the signed sum (computeChecksum).
+        "signed-checksum",
+        (layer(signed_checksum(header("caf\xe9.txt".encode("latin-1"), size=len(BENIGN))) + pad(BENIGN)),),
+        {"/caf\udce9.txt": BENIGN},
+        rule="archive/tar computeChecksum: signed sum",
+    ),
+    ApplyCase(
+        # mergePAX: size, uid, gid and times must parse as Go parses them, or ErrHeader.
+        "pax-negative-size",
+        (layer(pax({b"size": b"-1536"}), member("a", BENIGN)),),
+        None,
+        rule="archive/tar mergePAX: ErrHeader",
+    ),
+    ApplyCase(
+        "pax-huge-mtime",
+        (layer(pax({b"mtime": b"1e400"}), member("a", BENIGN)),),
+        None,
+        rule="archive/tar parsePAXTime: ErrHeader",
+    ),
+]
+BY_NAME = {c.name: c for c in CASES}
+
+
+def write_image(root: Path, case: ApplyCase) -> Path:
+    path = root / f"{case.name}.tar"
+    layers = list(case.layers)
+    config = corpus.config_for(layers)
+    names = [f"{i:02d}/layer.tar" for i in range(len(layers))]
+    manifest = [
+        {
+            "Config": hashlib.sha256(config).hexdigest() + ".json",
+            "RepoTags": [f"{TAG}/{case.name}:latest"],
+            "Layers": names,
+        }
+    ]
+    corpus.docker_archive(path, layers, config=config, manifest=manifest, layer_names=names)
+    return path
+
+
+def imgscope_tree(path: Path) -> dict[str, tuple[str, str]]:
+    """Final tree as imgscope reads it: path -> (type, xxh3 digest or link target)."""
+    image = load(str(path), corpus_options())
+    final = stacking.build(image).final
+    out: dict[str, tuple[str, str]] = {}
+    for p, found in final.items():
+        e = found.entry
+        kind = e.type if e.type in (FILE, SYMLINK, DIR) else "other"
+        out[p] = (kind, e.digest if e.type == FILE else e.link)
+    return out
+
+
+def corpus_options() -> LoadOptions:
+    return LoadOptions(use_cache=False)
+
+
+def expected_files(files: dict[str, bytes]) -> dict[str, tuple[str, str]]:
+    return {p: (FILE, xxhash.xxh3_64_hexdigest(data)) for p, data in files.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_imgscope_reads_what_docker_applies(tmp_path: Path, case: ApplyCase) -> None:
+    path = write_image(tmp_path, case)
+    if case.files is None:
+        with pytest.raises(ImgscopeError) as info:
+            imgscope_tree(path)
+        assert "PAX" in str(info.value) and "\n" not in str(info.value)
+        return
+    tree = imgscope_tree(path)
+    files = {p: v for p, v in tree.items() if v[0] == FILE}
+    assert files == expected_files(case.files)
+    for gone in case.absent:
+        assert gone not in tree
+
+
+# --------------------------------------------------------------------------- Docker itself
+
+
+_RUNTIME = ("/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab")
+
+
+def docker_export_tree(archive: Path, tag: str) -> dict[str, tuple[str, str]] | None:
+    """What ``docker load`` + ``docker create`` + ``docker export`` give; None when Docker refuses the image."""
+    loaded = subprocess.run(["docker", "load", "-i", str(archive)], capture_output=True, check=False)
+    if loaded.returncode != 0:
+        return None
+    try:
+        cid = subprocess.run(["docker", "create", tag], capture_output=True, check=True, text=True).stdout.strip()
+        try:
+            exported = subprocess.run(["docker", "export", cid], capture_output=True, check=True).stdout
+        finally:
+            subprocess.run(["docker", "rm", cid], capture_output=True, check=False)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    out: dict[str, tuple[str, str]] = {}
+    with tarfile.open(fileobj=io.BytesIO(exported), encoding="utf-8", errors="surrogateescape") as tar:
+        for info in tar:
+            p = posixpath.normpath("/" + info.name)
+            if p in _RUNTIME or p.startswith(("/dev/", "/proc/", "/sys/")) or p in ("/dev", "/proc", "/sys"):
+                continue
+            if info.isreg():
+                data = tar.extractfile(info).read()  # type: ignore[union-attr]
+                out[p] = (FILE, xxhash.xxh3_64_hexdigest(data))
+            elif info.issym():
+                out[p] = (SYMLINK, info.linkname)
+            elif info.isdir():
+                out[p] = (DIR, "")
+            else:
+                out[p] = ("other", "")
+    return out
+
+
+@pytest.mark.daemon
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_docker_agrees(tmp_path: Path, case: ApplyCase, docker_client: object) -> None:
+    """The expectation above is what Docker 20.10 really ships (or refuses)."""
+    path = write_image(tmp_path, case)
+    docker = docker_export_tree(path, f"{TAG}/{case.name}:latest")
+    if case.files is None:
+        assert docker is None, "Docker loaded a layer Go's archive/tar should refuse"
+        return
+    assert docker is not None, "docker load refused the image"
+    assert {p: v for p, v in docker.items() if v[0] == FILE} == expected_files(case.files)
+    ours = imgscope_tree(path)
+    assert {p: v for p, v in ours.items() if v[0] != DIR} == {p: v for p, v in docker.items() if v[0] != DIR}
+    # Every directory imgscope lists exists in the container (Docker adds parents it lacks).
+    assert {p for p, v in ours.items() if v[0] == DIR} <= {p for p, v in docker.items() if v[0] == DIR}
+
+
+# --------------------------------------------------------------------------- the gates
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["dotdot", "dir-with-size", "symlink-with-size", "fifo-with-size", "global-pax", "after-end-marker"],
+)
+def test_audit_and_ci_see_the_key_docker_ships(tmp_path: Path, name: str) -> None:
+    path = write_image(tmp_path, BY_NAME[name])
+    code, out, _ = cli("audit", str(path), "--json")
+    assert code == 1
+    report = json.loads(out)
+    keys = [f for f in report["findings"] if f["rule"] == "private-key"]
+    assert [(f["path"], f["visible"]) for f in keys] == [("/root/.ssh/id_rsa", True)]
+    assert KEY.decode()[40:80] not in out
+    code, out, _ = cli("ci", str(path), "--forbid-path", "/root/.ssh/**", "--json")
+    assert code == 1, out
+
+
+def test_dotdot_is_an_audit_finding(tmp_path: Path) -> None:
+    code, out, _ = cli("audit", str(write_image(tmp_path, BY_NAME["dotdot"])), "--json")
+    assert code == 1
+    climbs = [f for f in json.loads(out)["findings"] if f["rule"] == "path-climbs-root"]
+    assert [(f["path"], f["severity"], f["visible"]) for f in climbs] == [("/root/.ssh/id_rsa", "high", True)]
+
+
+@pytest.mark.parametrize(("name", "path"), [("duplicate", "/app/key.pem"), ("file-replaces-dir-in-layer", "/d/id_rsa")])
+def test_replaced_copies_in_a_layer_are_audited(tmp_path: Path, name: str, path: str) -> None:
+    """The container has the last copy; the blob still ships the earlier one: audit says so."""
+    code, out, _ = cli("audit", str(write_image(tmp_path, BY_NAME[name])), "--json")
+    assert code == 1
+    keys = [f for f in json.loads(out)["findings"] if f["rule"] == "private-key"]
+    assert [(f["path"], f["visible"], f["layers"]) for f in keys] == [(path, False, [0])]
+
+
+@pytest.mark.parametrize("name", ["pax-negative-size", "pax-huge-mtime"])
+def test_bad_pax_numbers_are_one_line_exit_2_not_a_hang(tmp_path: Path, name: str) -> None:
+    """Once an endless loop (size=-1536) and an OverflowError traceback with exit 1 (mtime=1e400)."""
+    path = write_image(tmp_path, BY_NAME[name])
+    for command in ("inspect", "audit", "ci"):
+        run = subprocess.run(
+            [sys.executable, "-m", "imgscope", command, str(path), "--no-cache"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 2, (command, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and "bad PAX" in lines[0], run.stderr
