@@ -351,6 +351,34 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+def _child_index(entries: dict[str, Entry]) -> dict[str, list[str]]:
+    """Every path of ``entries`` under each of its parents (implied directories included)."""
+    kids: dict[str, list[str]] = {}
+    for path in entries:
+        child = path
+        while child != "/":
+            parent = child[: child.rfind("/")] or "/"
+            siblings = kids.get(parent)
+            if siblings is None:
+                kids[parent] = [child]
+            else:
+                siblings.append(child)
+                break
+            child = parent
+    return kids
+
+
+def _cut_below(path: str, entries: dict[str, Entry], kids: dict[str, list[str]], shadowed: list[Entry]) -> None:
+    """Move what ``entries`` holds below ``path`` to ``shadowed`` (the index lists implied directories too)."""
+    todo = list(kids.pop(path, ()))
+    while todo:
+        child = todo.pop()
+        found = entries.pop(child, None)
+        if found is not None:
+            shadowed.append(found)
+        todo.extend(kids.pop(child, ()))
+
+
 def _drop_replaced(entries: dict[str, Entry], shadowed: list[Entry]) -> None:
     """Move to ``shadowed`` the entries a later non-directory of this layer removed with their directory.
 
@@ -547,6 +575,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     shadowed: list[Entry] = []
     climbed: list[str] = []
     xattr_budget = MAX_XATTR_LAYER
+    # Children by parent, built only once a layer replaces a path it already wrote (rare).
+    kids: dict[str, list[str]] | None = None
     long_name: str | None = None
     long_link: str | None = None
     first = True
@@ -737,9 +767,17 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             # A later entry of the same name replaces the earlier one in the container, but the
             # earlier copy's bytes still ship in the blob: kept for audit.
             shadowed.append(earlier)
+            if earlier.type != DIR or kind != DIR:
+                # Docker RemoveAll()ed the path when it wrote a non-directory there (then or now):
+                # what this layer had put below it is gone from the container.
+                if kids is None:
+                    kids = _child_index(entries)
+                _cut_below(path, entries, kids, shadowed)
         entries[path] = Entry(
             path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
+        if kids is not None:
+            kids.setdefault(path[:slash] or "/", []).append(path)
     _drop_replaced(entries, shadowed)
     if dropped:
         warnings.append(f"... and {dropped} more warnings like these")

@@ -257,6 +257,23 @@ class _Tree:
         return path in self.entries or path in self.children
 
 
+def _hide_file_parents(tree: _Tree, path: str, hidden: dict[str, tuple[FinalEntry, str]]) -> None:
+    """A lower non-directory where this layer implies a directory (``/a`` a file, ``a/b`` added) is hidden.
+
+    Docker makes the missing parent a directory in the layer (UnpackLayer's
+    MkdirAll), which the overlay shows over the lower file.  Only new
+    directories are looked at: a parent already in the child index is one.
+    """
+    parent = path[: path.rfind("/")] or "/"
+    while parent != "/" and parent not in tree.children:
+        found = tree.entries.get(parent)
+        if found is not None and found.entry.type != DIR:
+            for p, removed in tree.remove_subtree(parent, include_self=True):
+                hidden[p] = (removed, REPLACED)
+            return
+        parent = parent[: parent.rfind("/")] or "/"
+
+
 def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
     scan = image.scans[index]
     warnings: list[str] = list(scan.warnings)
@@ -264,8 +281,10 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
     for directory in scan.opaques:
         for path, found in tree.remove_subtree(directory, include_self=False):
             hidden[path] = (found, OPAQUE)
+        _hide_file_parents(tree, directory + "/", hidden)
     orphans = 0
     for path in scan.whiteouts:
+        _hide_file_parents(tree, path, hidden)
         if not tree.exists(path):
             # Harmless (the path is simply absent), so reported but bounded in number.
             orphans += 1
@@ -282,9 +301,13 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
         before = tree.entries.get(path)
         if before is None and path in hidden:
             before = hidden.pop(path)[0]
-        if before is not None and before.entry.type == DIR and entry.type != DIR:
+        if entry.type != DIR and path in tree.children:
+            # A non-directory over a directory, listed or only implied by lower paths: the
+            # overlay shows the upper file, nothing below it.
             for p, found in tree.remove_subtree(path, include_self=False):
                 hidden[p] = (found, REPLACED)
+        if before is None:
+            _hide_file_parents(tree, path, hidden)
         tree.put(entry, index)
         if before is None:
             changes.append(Change(path, ADDED, entry))

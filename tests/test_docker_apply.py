@@ -32,12 +32,14 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from imgscope import stack as stacking
 from imgscope.cli import app
 from imgscope.errors import ImgscopeError
-from imgscope.model import DIR, FILE, SYMLINK
+from imgscope.model import DIR, FILE, SYMLINK, Image
 from imgscope.reference import load
 from imgscope.sources.common import LoadOptions
 from tests import corpus
@@ -339,3 +341,220 @@ def test_bad_pax_numbers_are_one_line_exit_2_not_a_hang(tmp_path: Path, name: st
         assert run.returncode == 2, (command, run.stderr)
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and "bad PAX" in lines[0], run.stderr
+
+
+# --------------------------------------------------------------------------- the property
+
+
+class Refused(Exception):
+    """Docker refuses the layer (or applies it somewhere this model does not follow): not compared."""
+
+
+def clean(name: str) -> str:
+    """Docker's path for a tar name: Go's filepath.Join("/", filepath.Clean(name)), written out by hand."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def under(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One tar entry of the model: ``kind`` file, dir, symlink, whiteout or opaque."""
+
+    kind: str
+    name: str
+    data: bytes = b""
+    bogus_size: int = 0  # a header-only type claiming data it does not have
+    global_path: str = ""  # a PAX global header before it, with this path=
+
+
+def mkdir_all(diff: dict[str, tuple[str, str]], directory: str) -> None:
+    """Go's MkdirAll of a parent in the layer's own directory."""
+    chain = []
+    while directory != "/":
+        chain.append(directory)
+        directory = posixpath.dirname(directory)
+    for p in reversed(chain):
+        found = diff.get(p)
+        if found is not None and found[0] != DIR:
+            raise Refused("a parent is not a directory (or a symlink Docker follows)")
+        if found is None:
+            diff[p] = (DIR, "")
+
+
+def reference_apply(layers: list[list[Op]]) -> dict[str, tuple[str, str]]:
+    """Apply layers as Docker 20.10 with overlay2 does; path -> (type, xxh3 or target), dirs included.
+
+    Each layer is unpacked alone into its own directory (overlay2's ApplyDiff):
+    ``RemoveAll`` before a write, ``MkdirAll`` of the parents, a whiteout made a
+    0/0 character device (``mknod``, which fails on an existing path), an
+    opaque marker a flag on its directory.  The container is then the overlay
+    of those directories, base first: a whiteout hides the lower path, a
+    non-directory hides everything lower at and below its path, an opaque
+    directory hides what is lower below it, directories merge.
+    """
+    merged: dict[str, tuple[str, str]] = {}
+    for ops in layers:
+        diff: dict[str, tuple[str, str]] = {}  # path -> (type, value); type "whiteout" for 0/0 devices
+        opaque: set[str] = set()
+
+        for op in ops:
+            path = clean(op.name)
+            if op.kind == "opaque":
+                mkdir_all(diff, path)
+                opaque.add(path)
+                continue
+            if path == "/":
+                continue
+            mkdir_all(diff, posixpath.dirname(path))
+            if op.kind == "whiteout":
+                if path in diff:
+                    raise Refused("mknod over a path this layer made")
+                diff[path] = ("whiteout", "")
+                continue
+            found = diff.get(path)
+            if found is not None and not (found[0] == DIR and op.kind == "dir"):
+                for p in [p for p in diff if p == path or under(p, path)]:
+                    del diff[p]
+            if op.kind == "file":
+                diff[path] = (FILE, xxhash.xxh3_64_hexdigest(op.data))
+            elif op.kind == "symlink":
+                diff[path] = (SYMLINK, op.data.decode())
+            else:
+                diff[path] = (DIR, "")
+        for path in sorted(diff, key=lambda p: p.count("/")):  # parents before children
+            kind, value = diff[path]
+            lower = merged.get(path)
+            if kind != DIR or (lower is not None and lower[0] != DIR) or path in opaque:
+                for p in [p for p in merged if under(p, path)]:
+                    del merged[p]
+            if kind == "whiteout":
+                merged.pop(path, None)
+            else:
+                merged[path] = (kind, value)
+    return merged
+
+
+def encode(ops: list[Op]) -> bytes:
+    parts: list[bytes] = []
+    for op in ops:
+        if op.global_path:
+            parts.append(global_pax({b"path": op.global_path.encode()}))
+        if op.kind == "file":
+            parts.append(member(op.name, op.data))
+        elif op.kind == "dir":
+            parts.append(header(op.name, typeflag=b"5", size=op.bogus_size, mode=0o755))
+        elif op.kind == "symlink":
+            parts.append(header(op.name, typeflag=b"2", size=op.bogus_size, linkname=op.data.decode()))
+        elif op.kind == "whiteout":
+            head, _, base = op.name.rpartition("/")
+            parts.append(member(f"{head}/.wh.{base}" if head else f".wh.{base}"))
+        else:
+            parts.append(member(f"{op.name.rstrip('/')}/.wh..wh..opq"))
+    return layer(*parts)
+
+
+_PART = st.sampled_from(["a", "b", "c"])
+_PREFIX = st.sampled_from(["", "", "./", "/", "../", "../../", "a/../", "b/./"])
+
+
+@st.composite
+def ops(draw: st.DrawFn) -> Op:
+    name = draw(_PREFIX) + "/".join(draw(st.lists(_PART, min_size=1, max_size=3)))
+    kind = draw(st.sampled_from(["file", "file", "dir", "symlink", "whiteout", "opaque"]))
+    if kind == "opaque":
+        return Op(kind, name)
+    if kind == "whiteout":
+        return Op(kind, name)
+    data = b""
+    if kind == "file":
+        data = draw(st.sampled_from([b"", b"one\n", b"two\n", KEY]))
+    elif kind == "symlink":
+        data = draw(st.sampled_from([b"a", b"../b", b"/c/a"]))
+    bogus = draw(st.sampled_from([0, 0, 0, 512, 1000])) if kind in ("dir", "symlink") else 0
+    glob = draw(st.sampled_from(["", "", "", "a/b", "zz"]))
+    return Op(kind, name + ("/" if kind == "dir" and draw(st.booleans()) else ""), data, bogus, glob)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(ops(), min_size=1, max_size=8), min_size=1, max_size=3))
+def test_final_tree_equals_an_independent_applier(layers: list[list[Op]]) -> None:
+    # Opaque markers first in their layer (overlay hides lower children whatever their place).
+    layers = [sorted(ops_, key=lambda o: o.kind != "opaque") for ops_ in layers]
+    try:
+        expected = reference_apply(layers)
+    except Refused:
+        return
+    blobs = [encode(ops_) for ops_ in layers]
+    image = load_bytes(blobs)
+    ours = {}
+    for p, found in stacking.build(image).final.items():
+        e = found.entry
+        ours[p] = (e.type, e.digest if e.type == FILE else e.link)
+    assert {p: v for p, v in ours.items() if v[0] != DIR} == {p: v for p, v in expected.items() if v[0] != DIR}
+    assert {p for p, v in ours.items() if v[0] == DIR} <= {p for p, v in expected.items() if v[0] == DIR}
+
+
+def load_bytes(blobs: list[bytes]) -> Image:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "image.tar"
+        corpus.docker_archive(path, blobs)
+        return load(str(path), corpus_options())
+
+
+@pytest.mark.daemon
+def test_the_reference_applier_agrees_with_docker(tmp_path: Path, docker_client: object) -> None:
+    """The model above, checked on Docker itself for a few drawn stacks (each loads in about a second)."""
+    compared = 0
+    for seed in range(40):
+        layers = [sorted(ops_, key=lambda o: o.kind != "opaque") for ops_ in _draw(seed)]
+        try:
+            expected = reference_apply(layers)
+        except Refused:
+            continue
+        blobs = [encode(ops_) for ops_ in layers]
+        config = corpus.config_for(blobs)
+        names = [f"{i:02d}/layer.tar" for i in range(len(blobs))]
+        tag = f"{TAG}/property-{seed}:latest"
+        manifest = [{"Config": hashlib.sha256(config).hexdigest() + ".json", "RepoTags": [tag], "Layers": names}]
+        path = tmp_path / f"{seed}.tar"
+        corpus.docker_archive(path, blobs, config=config, manifest=manifest, layer_names=names)
+        docker = docker_export_tree(path, tag)
+        if docker is None:
+            continue  # tar-split refuses a name repeated after filepath.Clean
+        assert {p: v for p, v in docker.items() if v[0] != DIR} == {p: v for p, v in expected.items() if v[0] != DIR}, (
+            layers
+        )
+        compared += 1
+    assert compared >= 10
+
+
+def _draw(seed: int) -> list[list[Op]]:
+    """A stack of layers drawn with ``random`` from the same alphabet as the hypothesis strategy."""
+    r = random.Random(seed)
+    out: list[list[Op]] = []
+    for _ in range(r.randint(1, 3)):
+        ops_: list[Op] = []
+        for _ in range(r.randint(1, 6)):
+            name = r.choice(["", "", "./", "/", "../", "../../", "a/../", "b/./"])
+            name += "/".join(r.choice("abc") for _ in range(r.randint(1, 3)))
+            kind = r.choice(["file", "file", "dir", "symlink", "whiteout", "opaque"])
+            data = {"file": r.choice([b"", b"one\n", b"two\n"]), "symlink": r.choice([b"a", b"../b", b"/c/a"])}
+            bogus = r.choice([0, 0, 512, 1000]) if kind in ("dir", "symlink") else 0
+            glob = r.choice(["", "", "a/b", "zz"]) if kind not in ("whiteout", "opaque") else ""
+            ops_.append(Op(kind, name, data.get(kind, b""), bogus, glob))
+        out.append(ops_)
+    return out
