@@ -710,7 +710,8 @@ def test_markdown_file_and_step_summary(
 def test_markdown_escapes_paths() -> None:
     from imgscope.render.markdown import cell
 
-    assert cell("a|b`c<d>\ne") == "a\\|b\\`c&lt;d&gt; e"
+    # A newline is shown as the escape ``\n`` (its backslash doubled for markdown), not as a space.
+    assert cell("a|b`c<d>\ne") == "a\\|b\\`c&lt;d&gt;\\\\ne"
 
 
 def test_json_validates_for_sample_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

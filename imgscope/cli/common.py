@@ -237,3 +237,16 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # An unreadable input (a blob without read permission, a file gone mid-read) is the
+        # input's fault: one line and exit 2, never a traceback with exit 1, which ci and audit
+        # mean as "a check failed".
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        from imgscope.render.console import printable
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"imgscope: error: {printable(where + (exc.strerror or str(exc)))}\n")
+        raise typer.Exit(2) from None

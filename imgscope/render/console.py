@@ -32,9 +32,12 @@ KIND_STYLE = {
 KIND_MARK = {ADDED: "+", MODIFIED: "~", METADATA: "m", RESHIPPED: "=", REMOVED: "-"}
 
 
-# C0 and C1 controls, DEL, bidi overrides, and the lone surrogates that stand for bytes
-# that were not UTF-8 (surrogateescape).
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+# C0 and C1 controls, DEL, bidi marks, embeddings, overrides and isolates (U+061C, U+200E,
+# U+200F, U+202A-U+202E, U+2066-U+2069), the line and paragraph separators U+2028/U+2029
+# (a line break to some terminals and editors), and lone surrogates: those that stand for
+# bytes that were not UTF-8 (surrogateescape) and any other, which no UTF-8 output can hold.
+_UNSAFE = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNPRINTABLE = re.compile(f"[\x00-\x1f{_UNSAFE}]")
 
 
 def _escape_char(found: re.Match[str]) -> str:
@@ -56,7 +59,7 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(_escape_char, text) if _UNPRINTABLE.search(text) else text
 
 
-_UNPRINTABLE_IN_LINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
+_UNPRINTABLE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f{_UNSAFE}]")
 
 
 class SafeConsole(Console):

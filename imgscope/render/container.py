@@ -24,6 +24,7 @@ from imgscope.analysis.container import (
     PathChange,
 )
 from imgscope.model import DIR, REMOVED, SYMLINK, Entry
+from imgscope.render.console import printable
 from imgscope.render.json_report import entry_dict
 from imgscope.units import format_size
 
@@ -187,7 +188,7 @@ def changes_table(report: ContainerReport, iec: bool = False, limit: int | None 
             _size(c.size, iec),
             delta,
             mode,
-            Text(path),
+            Text(printable(path)),
         )
     parts: list[RenderableType] = [table]
     if limit is not None and len(shown) > limit:

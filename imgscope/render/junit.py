@@ -25,6 +25,8 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
     """The JUnit XML document (UTF-8 text with its XML declaration)."""
     import xml.etree.ElementTree as ET
 
+    from imgscope.render.console import printable as p  # controls are not even valid XML 1.0
+
     tests = len(report.results)
     counts = {
         "tests": str(tests),
@@ -38,7 +40,7 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
     suite = ET.SubElement(
         root,
         "testsuite",
-        {"name": f"imgscope ci {report.image.reference}", **counts, "timestamp": stamp, "id": "0"},
+        {"name": p(f"imgscope ci {report.image.reference}"), **counts, "timestamp": stamp, "id": "0"},
     )
     props = ET.SubElement(suite, "properties")
     for name, value in (
@@ -47,16 +49,16 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
         ("image.size", str(report.image.size)),
         ("rules.source", report.config.source),
     ):
-        ET.SubElement(props, "property", {"name": name, "value": value})
+        ET.SubElement(props, "property", {"name": name, "value": p(value)})
     for result in report.results:
         case = ET.SubElement(suite, "testcase", {"name": result.name, "classname": CLASSNAME, "time": "0"})
         measured, limit = measured_text(result, iec), limit_text(result, iec)
         if result.status == SKIP:
-            ET.SubElement(case, "skipped", {"message": reason_text(result, iec) or "off"})
+            ET.SubElement(case, "skipped", {"message": p(reason_text(result, iec) or "off")})
             continue
         if result.status == FAIL:
             failure = ET.SubElement(
-                case, "failure", {"message": f"{result.name}: {measured}, limit {limit}", "type": result.rule}
+                case, "failure", {"message": p(f"{result.name}: {measured}, limit {limit}"), "type": result.rule}
             )
             lines = [f"{result.name}: measured {measured}, limit {limit} (from {result.origin})"]
             if result.reason:
@@ -64,11 +66,11 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
             lines.extend("  " + finding_text(result, f, iec) for f in result.findings)
             if result.rule == "max-growth" and report.growth is not None:
                 lines.append("growth " + growth_headline(report.growth, iec))
-            failure.text = "\n".join(lines)
+            failure.text = "\n".join(p(line) for line in lines)
         elif result.status == PASS:
             out = ET.SubElement(case, "system-out")
-            out.text = f"{measured}, limit {limit}"
+            out.text = p(f"{measured}, limit {limit}")
     system_out = ET.SubElement(suite, "system-out")
-    system_out.text = summary_line(report)
+    system_out.text = p(summary_line(report))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

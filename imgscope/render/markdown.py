@@ -20,20 +20,22 @@ from imgscope.render.ci import (
     reason_text,
     value_text,
 )
+from imgscope.render.console import printable
 from imgscope.units import format_size
 
 MARK = {PASS: "✅ pass", FAIL: "❌ FAIL", SKIP: "skip"}
 
 
 def cell(text: str) -> str:
-    """Text safe inside a table cell: pipes, backticks, angle brackets and newlines neutralised."""
-    out = text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    """Text safe inside a table cell: pipes, backticks, angle brackets, controls and bidi marks neutralised."""
+    out = printable(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
     out = out.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
     return out
 
 
 def code(text: str) -> str:
     """Inline code that survives backticks in the text."""
+    text = printable(text)
     fence = "``" if "`" in text else "`"
     pad = " " if "`" in text else ""
     return f"{fence}{pad}{text.replace('|', '&#124;')}{pad}{fence}"

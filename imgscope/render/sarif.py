@@ -15,6 +15,7 @@ is how SARIF says "reviewed and accepted".
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from imgscope.analysis.audit import (
     Finding,
     IgnoreEntry,
 )
+from imgscope.render.console import printable
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -40,6 +42,9 @@ SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schem
 LEVELS = {CRITICAL: "error", HIGH: "error", MEDIUM: "warning", LOW: "note", INFO: "note"}
 #: The CVSS-like score GitHub code scanning ranks security results by (critical >= 9, high >= 7...).
 SECURITY_SEVERITY = {CRITICAL: "9.5", HIGH: "8.0", MEDIUM: "5.5", LOW: "3.0", INFO: "0.0"}
+
+
+_SURROGATES = re.compile("[\ud800-\udc7f\udd00-\udfff]")
 
 
 def _rule(rule_id: str) -> dict[str, Any]:
@@ -82,7 +87,11 @@ def _image_uri(reference: str) -> str:
 
 def _location(f: Finding, reference: str) -> dict[str, Any]:
     uri = f.path.lstrip("/") if f.where == IN_FILE and f.path else _image_uri(reference)
-    physical: dict[str, Any] = {"artifactLocation": {"uri": quote(uri, safe="/._-~") if f.where == IN_FILE else uri}}
+    if f.where == IN_FILE:
+        # A name that was not UTF-8 is percent-encoded as its bytes; any other lone surrogate
+        # (no UTF-8 text holds one) as U+FFFD.
+        uri = quote(_SURROGATES.sub("\ufffd", uri), safe="/._-~", errors="surrogateescape")
+    physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
     if f.line is not None:
         physical["region"] = {"startLine": f.line}
     location: dict[str, Any] = {"physicalLocation": physical}
@@ -96,7 +105,7 @@ def _location(f: Finding, reference: str) -> dict[str, Any]:
     where = f"layer {f.layer}" if f.layer is not None else f.where
     if f.instruction:
         where += f" ({f.instruction})"
-    location["message"] = {"text": where}
+    location["message"] = {"text": printable(where)}
     return location
 
 
@@ -111,7 +120,7 @@ def _message(f: Finding) -> str:
         text += "]"
     if f.inherited:
         text += f" (inherited from the base image; {f.rule_severity} lowered to {f.severity})"
-    return text
+    return printable(text)
 
 
 def _result(f: Finding, reference: str, index: dict[str, int], ignored_by: IgnoreEntry | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ CONTAINERD_NAME = "io.containerd.image.name"
 MAX_DEPTH = 16
 MAX_DESCRIPTORS = 10_000
 
+_HEX_WIDTH = {"sha256": 64, "sha512": 128}
 _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armv7l": "arm", "i386": "386"}
 
 
@@ -67,6 +68,11 @@ def blob_name(digest: str, prefix: str = "") -> str:
     alg, sep, hexpart = digest.partition(":")
     if not sep or not alg or not hexpart or "/" in digest or ".." in digest or "\x00" in digest:
         raise ImgscopeError(f"invalid digest {digest!r}")
+    # The OCI image spec's registered algorithms are lowercase hex of a fixed length: an
+    # uppercase digest is not a blob that is missing but a digest that is wrong.
+    width = _HEX_WIDTH.get(alg)
+    if width is not None and (len(hexpart) != width or hexpart.strip("0123456789abcdef")):
+        raise ImgscopeError(f"invalid digest {digest[:100]!r}: {alg} wants {width} lowercase hex digits")
     return f"{prefix}blobs/{alg}/{hexpart}"
 
 
