@@ -117,7 +117,9 @@ def _write_sarif(path: Path, report: AuditReport) -> None:
     from imgscope.render.sarif import to_sarif
 
     try:
-        path.write_text(json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n", "utf-8")
+        # A name that is not UTF-8 is a lone surrogate: written as its JSON escape, as print_json does.
+        text = json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"
+        path.write_bytes(text.encode("utf-8", "backslashreplace"))
     except OSError as exc:
         raise ImgscopeError(f"--sarif {path}: cannot write ({exc.strerror or exc})") from exc
 

@@ -28,6 +28,7 @@ from imgscope.analysis.diff import (
     StepSide,
 )
 from imgscope.model import ADDED, DIR, METADATA, MODIFIED, REMOVED, SYMLINK, Image
+from imgscope.render.console import printable
 from imgscope.render.json_report import entry_dict
 from imgscope.units import format_size
 
@@ -203,7 +204,8 @@ def field_text(f: FileDiff) -> str:
 
 
 def _path_text(f: FileDiff) -> str:
-    return f.path + ("/" if f.type == DIR else "")
+    # Escaped here, not only by the console: a newline would split the table row in two.
+    return printable(f.path) + ("/" if f.type == DIR else "")
 
 
 def config_text(value: str | tuple[str, ...] | None) -> str:
@@ -211,8 +213,8 @@ def config_text(value: str | tuple[str, ...] | None) -> str:
     if value is None:
         return "(unset)"
     if isinstance(value, tuple):
-        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
-    return value if value else '""'
+        return printable("[" + ", ".join(f'"{v}"' for v in value) + "]")
+    return printable(value) if value else '""'
 
 
 def _layer_text(side: StepSide | None) -> str:

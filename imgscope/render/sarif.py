@@ -124,7 +124,9 @@ def _message(f: Finding) -> str:
 
 
 def _result(f: Finding, reference: str, index: dict[str, int], ignored_by: IgnoreEntry | None) -> dict[str, Any]:
-    fingerprint = hashlib.sha256(f"{f.rule}\0{f.where}\0{f.path or f.subject or ''}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(
+        f"{f.rule}\0{f.where}\0{f.path or f.subject or ''}".encode("utf-8", "surrogatepass")
+    ).hexdigest()
     result: dict[str, Any] = {
         "ruleId": f.rule,
         "ruleIndex": index[f.rule],
