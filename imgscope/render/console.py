@@ -6,8 +6,10 @@ Tests render them to strings through a recording console.
 
 from __future__ import annotations
 
+import heapq
 import posixpath
 import re
+from collections import deque
 from collections.abc import Iterable
 
 from rich.console import Console, Group, RenderableType
@@ -253,6 +255,12 @@ def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> Tab
     return table
 
 
+# A tree is for people: past these it is unreadable anyway, and a million nodes cost rich
+# a minute and gigabytes (--json lists everything).
+MAX_TREE_CHILDREN = 1000
+MAX_TREE_NODES = 20_000
+
+
 def tree_view(
     final: dict[str, FinalEntry],
     *,
@@ -316,19 +324,27 @@ def tree_view(
             return found.entry.size
         return dir_sizes.get(path, 0)
 
-    stack_: list[tuple[str, Tree, int]] = [("/", root, 0)]
-    while stack_:
-        path, node, level = stack_.pop()
+    # Breadth first, so that the upper levels are complete when the total cap is reached.
+    todo: deque[tuple[str, Tree, int]] = deque([("/", root, 0)])
+    shown = 0
+    while todo:
+        path, node, level = todo.popleft()
         if depth is not None and level >= depth:
             continue
         kids = children.get(path, [])
+        room = max(0, min(MAX_TREE_CHILDREN, MAX_TREE_NODES - shown))
         if sort == "size":
-            kids.sort(key=lambda p: (-size_of(p), p))
+            key = lambda p: (-size_of(p), p)  # noqa: E731
+            kids = heapq.nsmallest(room, kids, key=key) if len(kids) > room else sorted(kids, key=key)
         else:
-            kids.sort()
+            kids = heapq.nsmallest(room, kids) if len(kids) > room else sorted(kids)
         for child in kids:
             sub = node.add(label(child))
-            stack_.append((child, sub, level + 1))
+            todo.append((child, sub, level + 1))
+        shown += len(kids)
+        more = len(children.get(path, ())) - len(kids)
+        if more:
+            node.add(Text(f"... {more} more (narrow with --filter or --depth; --json lists all)", style="dim"))
     return root
 
 

@@ -211,6 +211,17 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Members of an outer archive: a docker save archive has a few per layer.  tarfile keeps a
+# TarInfo of every member (stream mode too), about 760 bytes each: a million empty members,
+# a few hundred kilobytes compressed, took 762 MB.  So the number is bounded, not the bytes.
+MAX_MEMBERS = 100_000
+
+
+def _check_count(count: int, label: str) -> None:
+    if count > MAX_MEMBERS:
+        raise ImgscopeError(f"{label}: more than {MAX_MEMBERS:,} members: not an image archive")
+
+
 class TarStore:
     """An uncompressed tar on disk, indexed once; members are read in place."""
 
@@ -220,7 +231,8 @@ class TarStore:
         self._members: dict[str, tarfile.TarInfo] = {}
         try:
             with tarfile.open(path, "r:") as tf:
-                for member in tf:
+                for count, member in enumerate(tf, 1):
+                    _check_count(count, self.label)
                     name = posixpath.normpath(member.name.lstrip("/")) if member.name else ""
                     if name.startswith("./"):
                         name = name[2:]
@@ -459,7 +471,8 @@ class StreamStore:
         try:
             # 1 MiB reads, not tarfile's 10 KiB: a hundred times fewer Python calls per layer byte.
             with tarfile.open(fileobj=cast(IO[bytes], counted), mode="r|", bufsize=1 << 20) as tf:
-                for member in tf:
+                for count, member in enumerate(tf, 1):
+                    _check_count(count, self.label)
                     name = posixpath.normpath(member.name.lstrip("/"))
                     if member.issym() or member.islnk():
                         self._links[name] = member.linkname
