@@ -558,3 +558,37 @@ def _draw(seed: int) -> list[list[Op]]:
             ops_.append(Op(kind, name, data.get(kind, b""), bogus, glob))
         out.append(ops_)
     return out
+
+
+# --------------------------------------------------------------------------- a cached benign DiffID
+
+
+@pytest.mark.parametrize("form", ["archive", "oci-gzip"])
+def test_a_cached_benign_diffid_does_not_let_another_layer_pass(tmp_path: Path, form: str) -> None:
+    """The config of the second image claims the first image's DiffID; its layer holds a key.
+
+    ``ci`` once took the scan cached under that DiffID and passed (exit 0);
+    Docker would refuse the image (it checks DiffIDs), but a gate must judge
+    the layer it reads, not the config's word.
+    """
+    benign = layer(member("root/.ssh/known_hosts", BENIGN))
+    evil = layer(member("root/.ssh/id_rsa", KEY))
+    config = corpus.config_for([benign])  # the benign DiffID, for both images
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    if form == "archive":
+        good, bad = tmp_path / "good.tar", tmp_path / "bad.tar"
+        corpus.docker_archive(good, [benign], config=config)
+        corpus.docker_archive(bad, [evil], config=config)
+        refs = (str(good), str(bad))
+    else:
+        corpus.oci_layout(good, [(corpus.gz(benign), corpus.OCI_GZIP)], config=config)
+        corpus.oci_layout(bad, [(corpus.gz(evil), corpus.OCI_GZIP)], config=config)
+        refs = (f"oci:{good}", f"oci:{bad}")
+    forbid = ("--forbid-path", "/root/.ssh/id_*")
+    code, out, _ = cli("ci", refs[0], *forbid)
+    assert code == 0, out  # and its scan is now cached under the benign DiffID
+    code, out, _ = cli("ci", refs[1], *forbid, "--json")
+    assert code == 1, out
+    code, out, _ = cli("audit", refs[1], "--json")
+    assert code == 1
+    assert [f["path"] for f in json.loads(out)["findings"] if f["rule"] == "private-key"] == ["/root/.ssh/id_rsa"]

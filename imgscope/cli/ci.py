@@ -113,7 +113,7 @@ def ci(
         }
         settings = ciconfig.load_settings(config, options, baseline)
         opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
-        img = load_image(ref, opts, quiet=json_)
+        img = load_image(ref, opts, quiet=json_, gate=True)
         stacked = stacking.build(img)
         report_waste = waste.analyse(stacked)
         push = None

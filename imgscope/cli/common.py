@@ -61,8 +61,18 @@ def make_console(no_color: bool, stderr: bool = False) -> Console:
     return SafeConsole(no_color=no_color, stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None = None, quiet: bool = False) -> Image:
-    """Load a REF with the shared options; progress on stderr only when it is a terminal."""
+def load_image(
+    ref: str,
+    opts: SourceOptions,
+    *,
+    visitor: ContentVisitor | None = None,
+    quiet: bool = False,
+    gate: bool = False,
+) -> Image:
+    """Load a REF with the shared options; progress on stderr only when it is a terminal.
+
+    ``gate`` is for commands whose exit code others rely on (ci): see LoadOptions.gate.
+    """
     from imgscope import reference
     from imgscope.sources.common import LoadOptions
     from imgscope.units import parse_size
@@ -86,6 +96,7 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         max_layer_bytes=max_bytes,
         visitor=visitor,
         progress=progress_cb,
+        gate=gate,
     )
     return reference.load(ref, options)
 

@@ -35,6 +35,10 @@ class LoadOptions:
     max_layer_bytes: int | None = None
     visitor: ContentVisitor | None = field(default=None, compare=False)
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
+    # A gate (ci) takes a cached scan only for a blob whose bytes hash to the DiffID: the
+    # config's DiffID alone is the image's word, and a benign scan cached under it would let
+    # a different layer pass.  Compressed blobs are then scanned again.
+    gate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,14 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
     )
 
 
+def _blob_is(store: Store, name: str, diff_id: str) -> bool:
+    """Whether the blob's bytes are the layer tar the DiffID names (an uncompressed blob, hashed)."""
+    try:
+        return store.digest_of(name) == diff_id
+    except ImgscopeError:
+        return False
+
+
 def scan_layers(
     store: Store, refs: tuple[LayerRef, ...], diff_ids: tuple[str, ...], options: LoadOptions
 ) -> list[LayerScan]:
@@ -256,6 +268,8 @@ def scan_layers(
         if ref.name in results or ref.name in todo:
             continue
         hit = db.get(diff_id) if db is not None and not options.verify else None
+        if hit is not None and options.gate and not _blob_is(store, ref.name, diff_id):
+            hit = None
         if hit is not None:
             results[ref.name] = hit
         else:
