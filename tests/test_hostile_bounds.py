@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from imgscope.cli import app
@@ -106,3 +107,17 @@ def test_tree_lists_everything_under_the_caps(tmp_path: Path) -> None:
     code, out, _ = cli("inspect", str(path), "--tree", "--no-color")
     assert code == 0
     assert all(f"f{i} " in out for i in range(30)) and "more (narrow" not in out
+
+
+def test_tree_directory_sizes_sum_their_files() -> None:
+    from imgscope.model import DIR, FILE, Entry
+    from imgscope.stack import FinalEntry
+
+    sizes = {"/a/b/c/f": 5, "/a/b/g": 7, "/a/h": 11, "/x/y": 13}
+    final = {p: FinalEntry(Entry(p, FILE, 0o644, 0, 0, n, n, 0), 0) for p, n in sizes.items()}
+    final["/a/b"] = FinalEntry(Entry("/a/b", DIR, 0o755, 0, 0, 0, 0, 0), 0)
+    out = Console(width=100, record=True, color_system=None)
+    out.print(console.tree_view(final, sort="path"))
+    text = out.export_text()
+    for line, total in (("/ (36 B)", 36), ("a/  23 B", 23), ("b/  12 B", 12), ("c/  5 B", 5), ("x/  13 B", 13)):
+        assert line in text, (line, total, text)

@@ -279,25 +279,31 @@ def tree_view(
     children: dict[str, list[str]] = {}
     selected = [p for p in final if pattern is None or match(pattern, p)]
     keep: set[str] = set()
+    # Plain slicing, not posixpath.dirname: these loops run once or more per entry, and a
+    # million entries spent most of the tree's time in dirname.
     for path in selected:
         current = path
         while current != "/" and current not in keep:
             keep.add(current)
-            parent = posixpath.dirname(current)
+            parent = current[: current.rfind("/")] or "/"
             children.setdefault(parent, []).append(current)
             current = parent
-    # Directory sizes: add each file's size to all its ancestors.
-    dir_sizes: dict[str, int] = {}
+    # Directory sizes: each file's size summed into its parent, then each directory's sum
+    # into all its ancestors (once per directory, not once per file).
+    direct: dict[str, int] = {}
     for path in selected:
         entry = final[path].entry
-        if entry.type == DIR:
-            continue
-        current = posixpath.dirname(path)
+        if entry.type != DIR:
+            parent = path[: path.rfind("/")] or "/"
+            direct[parent] = direct.get(parent, 0) + entry.size
+    dir_sizes: dict[str, int] = {}
+    for directory, size in direct.items():
+        current = directory
         while True:
-            dir_sizes[current] = dir_sizes.get(current, 0) + entry.size
+            dir_sizes[current] = dir_sizes.get(current, 0) + size
             if current == "/":
                 break
-            current = posixpath.dirname(current)
+            current = current[: current.rfind("/")] or "/"
     root = Tree(Text(f"/ ({format_size(dir_sizes.get('/', 0), iec)})", style="bold"))
 
     def label(path: str) -> Text:
