@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -40,6 +41,9 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of erro
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
 IecOpt = Annotated[bool, typer.Option("--iec", help="Show sizes in KiB, MiB, GiB instead of kB, MB, GB.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON on stdout.")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Also write a self-contained HTML report to FILE (opens offline).")
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +241,11 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         raise typer.Exit(130) from None
+
+
+def write_html(path: Path, text: str) -> None:
+    """Write an ``--html`` report; a file that cannot be written is a user error (exit 2)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ImgscopeError(f"--html {path}: cannot write ({exc.strerror or exc})") from exc
