@@ -216,7 +216,7 @@ def top_per_layer(stack: Stack, count: int = TOP_PER_LAYER) -> dict[str, list[di
     return out
 
 
-def inspect_data(stack: Stack, top: int = 50, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def inspect_data(stack: Stack, top: int = 25, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``inspect --json`` report without its per-file lists, plus the treemap and per-step tops."""
     from imgscope.render.json_report import inspect_report
 
@@ -229,7 +229,7 @@ def inspect_data(stack: Stack, top: int = 50, extra: dict[str, Any] | None = Non
     return report
 
 
-def inspect_page(stack: Stack, extra: dict[str, Any] | None = None, top: int = 50) -> str:
+def inspect_page(stack: Stack, extra: dict[str, Any] | None = None, top: int = 25) -> str:
     """The inspect report: steps, treemap, waste ledger, largest files."""
     image = stack.image
     return page(
@@ -241,20 +241,27 @@ def inspect_page(stack: Stack, extra: dict[str, Any] | None = None, top: int = 5
 
 
 def diff_data(result: ImageDiff, max_files: int = MAX_DIFF_FILES) -> dict[str, Any]:
-    """The ``diff --json`` document with at most ``max_files`` file differences (the largest)."""
+    """The ``diff --json`` document, with the largest ``max_files`` file differences and without their entries.
+
+    Each difference keeps its path, kind, sizes, layers and changed fields;
+    the two full entries (``a``, ``b``: mode, owner, hash...) are left out,
+    as are the smaller differences past ``max_files``: ``files_total`` says
+    how many there are, and ``diff --json`` has them all.
+    """
     from imgscope.render.diff import to_dict
 
     data = to_dict(result)
     files: list[dict[str, Any]] = data["files"]
     data["files_total"] = len(files)
     if len(files) > max_files:
-        order = sorted(
-            range(len(files)),
-            key=lambda i: (-abs(files[i]["delta"]), -max(files[i]["size_a"] or 0, files[i]["size_b"] or 0), i),
-        )
-        keep = sorted(order[:max_files])
-        data["files"] = [files[i] for i in keep]
+        order = sorted(range(len(files)), key=lambda i: (-abs(files[i]["delta"]), -_largest(files[i]), i))
+        files = [files[i] for i in sorted(order[:max_files])]
+    data["files"] = [{k: v for k, v in f.items() if k not in ("a", "b")} for f in files]
     return data
+
+
+def _largest(file: dict[str, Any]) -> int:
+    return max(file["size_a"] or 0, file["size_b"] or 0)
 
 
 def diff_page(result: ImageDiff) -> str:

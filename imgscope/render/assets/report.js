@@ -222,6 +222,12 @@
       });
     }
     layout(tree, "/", { x: 0, y: 0, w: width, h: height }, true, 0);
+    if (!drawn.length) {
+      var empty = svg("text", { x: 16, y: 28, "class": "empty" });
+      empty.textContent = layerFilter === null ? "The image has no file with bytes." :
+        "Nothing this step wrote is in the final image: later steps removed or replaced all of it.";
+      root.appendChild(empty);
+    }
     root.addEventListener("mousemove", function (ev) {
       var target = ev.target;
       if (!target || target.tagName !== "rect") { hideTip(); return; }
@@ -458,7 +464,7 @@
       if (R.files_total > R.files.length) body.appendChild(el("p", { "class": "muted", text: "The " + num(R.files.length) + " largest of " + num(R.files_total) + " differences (imgscope diff --json has them all)." }));
       if (!files.length) { body.appendChild(el("p", { "class": "muted", text: "No file differs." })); return; }
       body.appendChild(table(["", "path", ["A", "num"], ["B", "num"], ["delta", "num"], ["layer A", "num"], ["layer B", "num"], "what changed"], files.map(function (f) {
-        return el("tr", { "data-kind": f.kind }, el("td", null, badge(f.kind)), td(f.path, "path"), td(f.a ? size(f.size_a) : "", "num"), td(f.b ? size(f.size_b) : "", "num"), deltaCell(f.delta),
+        return el("tr", { "data-kind": f.kind }, el("td", null, badge(f.kind)), td(f.path, "path"), td(f.kind === "added" ? "" : size(f.size_a), "num"), td(f.kind === "removed" ? "" : size(f.size_b), "num"), deltaCell(f.delta),
           td(f.layer_a === null ? "" : String(f.layer_a), "num"), td(f.layer_b === null ? "" : String(f.layer_b), "num"),
           td(f.changes.map(function (c) { return c.field; }).join(", "), "muted"));
       })));
