@@ -128,6 +128,7 @@ def treemap_tree(stack: Stack, max_nodes: int = MAX_TREEMAP_NODES, share: float 
     final bytes of one step (so that a small step still shows its own files
     when it is picked), most important first up to ``max_nodes``; the others
     of a directory become one ``{"n", "s", "f": count, "b": {layer: bytes}}``.
+    Top-level entries are never folded.
     """
     root = _Node("/", 0)
     root.children = {}
@@ -171,6 +172,8 @@ def treemap_tree(stack: Stack, max_nodes: int = MAX_TREEMAP_NODES, share: float 
     ranked.sort(key=lambda item: item[:3])
     # Ancestors weigh at least as much as their descendants and sort first on a tie: any prefix is a tree.
     kept = {id(item[3]) for item in ranked[:max_nodes]}
+    # Every top-level entry gets its own rectangle, however small: they are few and name the image's layout.
+    kept.update(id(child) for child in root.children.values())
     return _emit(root, kept)
 
 
