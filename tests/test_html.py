@@ -43,6 +43,8 @@ from tests.gnutar import archive_layers
 runner = CliRunner()
 DEMO = SAMPLES / "demo-legacy.tar"
 HOSTILE_NAME = "</script><script>document.title='pwned'</script><!--&\u2028.txt"
+# Rules that fail on the demo and on the hostile image: a layer count, a forbidden path (and the size, for the demo).
+CI_RULES = ("--max-size", "40kB", "--max-layers", "2", "--forbid-path", "/etc/*.conf")
 GITHUB_TOKEN = "gh" + "p_" + "Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk8Lz0Xc"
 
 
@@ -202,7 +204,7 @@ def write_pages(tmp_path: Path, image: Path = DEMO) -> dict[str, Path]:
     commands = {
         "inspect": ["inspect", str(image), "--html", str(pages["inspect"])],
         "diff": ["diff", str(DEMO), str(image), "--html", str(pages["diff"])],
-        "ci": ["ci", str(image), "--max-size", "40kB", "--max-layers", "2", "--html", str(pages["ci"])],
+        "ci": ["ci", str(image), *CI_RULES, "--html", str(pages["ci"])],
         "audit": ["audit", str(image), "--fail-on", "critical", "--html", str(pages["audit"])],
     }
     for kind, args in commands.items():
@@ -259,9 +261,7 @@ def test_embedded_report_is_the_json_report_without_per_file_lists(tmp_path: Pat
     assert {k: v for k, v in report.items() if k not in ("treemap", "top_per_layer")} == inspect_json
     audit_json = json.loads(runner.invoke(app, ["audit", str(DEMO), "--fail-on", "critical", "--json"]).stdout)
     assert embedded(pages["audit"].read_text("utf-8"))["report"] == audit_json
-    ci_json = json.loads(
-        runner.invoke(app, ["ci", str(DEMO), "--max-size", "40kB", "--max-layers", "2", "--json"]).stdout
-    )
+    ci_json = json.loads(runner.invoke(app, ["ci", str(DEMO), *CI_RULES, "--json"]).stdout)
     assert embedded(pages["ci"].read_text("utf-8"))["report"] == ci_json
 
 
@@ -462,9 +462,10 @@ def test_diff_ci_and_audit_pages_in_chromium(browser: chromium.Browser, tmp_path
     open_page(browser, pages["ci"])
     statuses = browser.evaluate("Array.from(document.querySelectorAll('#rules tbody tr')).map(r => r.dataset.status)")
     assert sorted(statuses) == sorted(r["status"] for r in ci_json["rules"])
-    assert "fail" in statuses and browser.evaluate("document.getElementById('verdict').textContent").startswith(
-        "Failed"
-    )
+    assert "fail" in statuses
+    assert browser.evaluate("document.getElementById('verdict').textContent").startswith("Failed")
+    # The forbidden path is named with the layer that wrote it (the hostile image writes it in layer 2).
+    assert "/etc/app.conf  (layer 2)" in browser.evaluate("document.getElementById('rules').textContent")
 
     secret = secret_image(tmp_path)
     audit_page = tmp_path / "secret-audit.html"

@@ -127,24 +127,16 @@
         if (wv > best) break;
         row = next; sum += rest[i].a; best = wv; i++;
       }
-      var j, off;
-      if (w >= h) {
-        var rw = h > 0 ? sum / h : 0;
-        for (j = 0, off = y; j < row.length; j++) {
-          var rh = rw > 0 ? row[j].a / rw : 0;
-          out.push({ it: row[j].it, x: x, y: off, w: rw, h: rh });
-          off += rh;
-        }
-        x += rw; w = Math.max(0, w - rw);
-      } else {
-        var rh2 = w > 0 ? sum / w : 0;
-        for (j = 0, off = x; j < row.length; j++) {
-          var rw2 = rh2 > 0 ? row[j].a / rh2 : 0;
-          out.push({ it: row[j].it, x: off, y: y, w: rw2, h: rh2 });
-          off += rw2;
-        }
-        y += rh2; h = Math.max(0, h - rh2);
+      // The row is a strip along the shorter side: on the left when the space is wide, on top when tall.
+      var wide = w >= h;
+      var thick = sum / (wide ? h : w) || 0;
+      var off = wide ? y : x;
+      for (var j = 0; j < row.length; j++) {
+        var len = thick > 0 ? row[j].a / thick : 0;
+        out.push(wide ? { it: row[j].it, x: x, y: off, w: thick, h: len } : { it: row[j].it, x: off, y: y, w: len, h: thick });
+        off += len;
       }
+      if (wide) { x += thick; w = Math.max(0, w - thick); } else { y += thick; h = Math.max(0, h - thick); }
       start = i;
     }
     return out;
@@ -519,7 +511,9 @@
       var details = el("td");
       if (r.reason) details.appendChild(el("div", { "class": "muted", text: r.reason }));
       (r.findings || []).slice(0, 50).forEach(function (f) {
-        details.appendChild(el("div", { "class": "path", text: typeof f === "string" ? f : (f.path || JSON.stringify(f)) + (f.bytes ? "  " + size(f.bytes) : "") }));
+        var where = f.path ? f.path + (f.layer === null || f.layer === undefined ? "" : "  (layer " + f.layer + ")") :
+          f.layer === null || f.layer === undefined ? (f.note || "") : "layer " + f.layer + ": " + (f.note || "");
+        details.appendChild(el("div", { "class": "path", text: where + (f.bytes ? "  " + size(f.bytes) : "") }));
       });
       return el("tr", { "data-status": r.status }, el("td", null, badge(r.status)), td(r.name), td(measured(r, r.measured), "num"), td(r.limit_text || "", "num"), td(r.origin || ""), details);
     })));
