@@ -34,6 +34,7 @@ from imgscope import reference
 from imgscope import stack as stacking
 from imgscope.cli import app
 from imgscope.render import html as html_report
+from imgscope.render.console import printable
 from imgscope.sources.common import LoadOptions
 from tests import browser as chromium
 from tests import imagebuild as ib
@@ -43,6 +44,8 @@ from tests.gnutar import archive_layers
 runner = CliRunner()
 DEMO = SAMPLES / "demo-legacy.tar"
 HOSTILE_NAME = "</script><script>document.title='pwned'</script><!--&\u2028.txt"
+# Not UTF-8 (byte 0xe9), an escape sequence and a right-to-left override: shown as escapes, as on the console.
+UNPRINTABLE_NAME = "caf\udce9\x1b[2J\u202e.txt"
 # Rules that fail on the demo and on the hostile image: a layer count, a forbidden path (and the size, for the demo).
 CI_RULES = ("--max-size", "40kB", "--max-layers", "2", "--forbid-path", "/etc/*.conf")
 GITHUB_TOKEN = "gh" + "p_" + "Zx8Qw3Er5Ty7Ui9Op1As2Df4Gh6Jk8Lz0Xc"
@@ -160,7 +163,12 @@ def hostile_image(tmp_path: Path) -> Path:
     spec = ib.ImageSpec(
         (
             ib.copy("file:base", "/", ib.directory("/bin"), ib.file("/bin/tool", b"\x7fELF" + bytes(5000), mode=0o755)),
-            ib.run("echo", ib.directory("/srv"), ib.file(f"/srv/{HOSTILE_NAME}", "x" * 300)),
+            ib.run(
+                "echo",
+                ib.directory("/srv"),
+                ib.file(f"/srv/{HOSTILE_NAME}", "x" * 300),
+                ib.file(f"/srv/{UNPRINTABLE_NAME}", "y" * 200),
+            ),
             ib.run("write config", ib.directory("/etc"), ib.file("/etc/app.conf", "a=1\n" * 20)),
         )
     )
@@ -259,6 +267,13 @@ def test_embedded_report_is_the_json_report_without_per_file_lists(tmp_path: Pat
     for layer in inspect_json["layers"]:
         del layer["changes"]
     assert {k: v for k, v in report.items() if k not in ("treemap", "top_per_layer")} == inspect_json
+    other = hostile_image(tmp_path)
+    diff_page = tmp_path / "diff-hostile.html"
+    assert runner.invoke(app, ["diff", str(DEMO), str(other), "--html", str(diff_page)]).exit_code == 1
+    diff_json = json.loads(runner.invoke(app, ["diff", str(DEMO), str(other), "--json"]).stdout)
+    diff_json["files_total"] = len(diff_json["files"])
+    diff_json["files"] = [{k: v for k, v in f.items() if k not in ("a", "b")} for f in diff_json["files"]]
+    assert embedded(diff_page.read_text("utf-8"))["report"] == diff_json
     audit_json = json.loads(runner.invoke(app, ["audit", str(DEMO), "--fail-on", "critical", "--json"]).stdout)
     assert embedded(pages["audit"].read_text("utf-8"))["report"] == audit_json
     ci_json = json.loads(runner.invoke(app, ["ci", str(DEMO), *CI_RULES, "--json"]).stdout)
@@ -444,6 +459,8 @@ def test_hostile_names_stay_text_in_chromium(browser: chromium.Browser, tmp_path
     assert browser.evaluate("document.title").startswith("imgscope inspect")
     cells = browser.evaluate("Array.from(document.querySelectorAll('#largest td.path')).map(c => c.textContent)")
     assert f"/srv/{HOSTILE_NAME}" in cells
+    assert "/srv/caf\\xe9\\x1b[2J\\u202e.txt" in cells
+    assert printable(f"/srv/{UNPRINTABLE_NAME}") in cells  # the console's spelling
     assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle_final(archive)) == {"/bin", "/srv", "/etc"}
 
 

@@ -69,6 +69,7 @@ def _csp_hash(text: str) -> str:
 def page(kind: str, title: str, data: dict[str, Any]) -> str:
     """The whole HTML document of one report: ``kind`` picks the view the script draws."""
     from imgscope import __version__
+    from imgscope.render.console import printable
 
     css = _asset("report.css")
     js = _asset("report.js")
@@ -83,7 +84,7 @@ def page(kind: str, title: str, data: dict[str, Any]) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="imgscope {html.escape(__version__)}">\n'
-        f"<title>{html.escape(title)}</title>\n"
+        f"<title>{html.escape(printable(title))}</title>\n"
         '<link rel="icon" href="data:,">\n'
         f"<style>{css}</style>\n"
         "</head>\n"

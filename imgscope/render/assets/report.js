@@ -8,19 +8,32 @@
   var app = document.getElementById("app");
 
   // ------------------------------------------------------------------ helpers
+  // Names come from the image, which may be hostile: controls, bidi overrides and bytes that were
+  // not UTF-8 (lone surrogates in the JSON) are shown as escapes, as on the console (\x1b, \n, \xe9).
+  var UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|(?<![\ud800-\udbff])[\udc80-\udcff]/g;
+  function shown(text) {
+    return String(text).replace(UNPRINTABLE, function (c) {
+      var code = c.charCodeAt(0);
+      if (code >= 0xdc80 && code <= 0xdcff) return "\\x" + (code - 0xdc00).toString(16);
+      if (c === "\n") return "\\n";
+      if (c === "\t") return "\\t";
+      if (c === "\r") return "\\r";
+      return code < 0x100 ? "\\x" + ("0" + code.toString(16)).slice(-2) : "\\u" + ("000" + code.toString(16)).slice(-4);
+    });
+  }
   function el(tag, attrs) {
     var node = document.createElement(tag);
     if (attrs) {
       for (var k in attrs) {
         if (attrs[k] === null || attrs[k] === undefined) continue;
-        if (k === "text") node.textContent = String(attrs[k]);
-        else node.setAttribute(k, String(attrs[k]));
+        if (k === "text") node.textContent = shown(attrs[k]);
+        else node.setAttribute(k, k === "title" ? shown(attrs[k]) : String(attrs[k]));
       }
     }
     for (var i = 2; i < arguments.length; i++) {
       var c = arguments[i];
       if (c === null || c === undefined) continue;
-      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+      node.appendChild(typeof c === "string" ? document.createTextNode(shown(c)) : c);
     }
     return node;
   }
@@ -177,7 +190,8 @@
     function label(text, x, y, w, onFile) {
       var max = Math.floor((w - 6) / 6.6);
       if (max < 3) return;
-      var t = text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
+      var clean = shown(text);
+      var t = clean.length > max ? clean.slice(0, max - 1) + "\u2026" : clean;
       var node = svg("text", { x: (x + 3).toFixed(1), y: (y + 11).toFixed(1), "class": onFile ? "on-file" : "" });
       node.textContent = t;
       root.appendChild(node);
