@@ -409,6 +409,13 @@ def open_page(driver: chromium.Browser, path: Path) -> None:
     assert driver.errors == []
 
 
+def artifact(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: ``$IMGSCOPE_ARTIFACTS`` when set (for CI to keep), else the test's tmp dir."""
+    folder = Path(os.environ.get("IMGSCOPE_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 TOP_RECTS = "Array.from(document.querySelectorAll('svg.treemap rect.tm-top')).map(r => r.getAttribute('data-path'))"
 
 
@@ -443,7 +450,7 @@ def test_inspect_page_in_chromium(browser: chromium.Browser, tmp_path: Path) -> 
     browser.click_selector("#show-all")
     assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle)
     assert browser.evaluate("document.querySelectorAll('tr.step[aria-pressed=\"true\"]').length") == 0
-    shot = tmp_path / "inspect.png"
+    shot = artifact(tmp_path, "inspect-demo.png")
     browser.screenshot(shot)
     print(f"screenshot of the demo inspect page: {shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
@@ -506,7 +513,7 @@ def test_bench_app_screenshot(browser: chromium.Browser, tmp_path: Path) -> None
     assert out.stat().st_size < 1_500_000
     open_page(browser, out)
     assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle_final(archive))
-    shot = tmp_path / "bench-app.png"
+    shot = artifact(tmp_path, "inspect-bench-app.png")
     browser.screenshot(shot)
     print(f"screenshot of the bench-app inspect page: {shot}")
 
