@@ -457,6 +457,22 @@ def test_inspect_page_in_chromium(browser: chromium.Browser, tmp_path: Path) -> 
     assert browser.errors == []
 
 
+def test_the_policy_blocks_and_reports_anything_added_to_a_page(browser: chromium.Browser, tmp_path: Path) -> None:
+    """What a tampered page tries (inline script, inline style, a request) is blocked, and the tests would see it."""
+    page = write_pages(tmp_path)["inspect"]
+    tampered = tmp_path / "tampered.html"
+    extra = '<script>document.body.dataset.owned = "yes"</script><p style="color:red">x</p><img src="https://example.com/x.png">'
+    tampered.write_text(page.read_text("utf-8").replace('<main id="app"></main>', '<main id="app"></main>' + extra))
+    browser.errors.clear()
+    browser.open(tampered)
+    assert browser.evaluate("document.body.dataset.owned") is None
+    assert browser.evaluate("document.body.getAttribute('data-ready')") == "true"  # the report itself still runs
+    blocked = " ".join(browser.errors)
+    assert len(browser.errors) == 3, browser.errors
+    assert "inline script" in blocked and "inline style" in blocked and "https://example.com/x.png" in blocked
+    browser.errors.clear()
+
+
 def test_hostile_names_stay_text_in_chromium(browser: chromium.Browser, tmp_path: Path) -> None:
     archive = hostile_image(tmp_path)
     out = tmp_path / "hostile.html"
