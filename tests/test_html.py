@@ -87,12 +87,13 @@ def oracle_final(archive: Path) -> dict[str, tuple[str, int, int]]:
     return tree
 
 
-def top_level_with_bytes(tree: dict[str, tuple[str, int, int]], layer: int | None = None) -> set[str]:
-    """The top-level entries (``/usr``...) holding bytes, or bytes last written by ``layer``."""
+def top_level_with_bytes(tree: dict[str, tuple[str, int, int]], layer: int | None = None, under: str = "/") -> set[str]:
+    """The entries right below ``under`` (``/usr``...) holding bytes, or bytes last written by ``layer``."""
+    prefix = under.rstrip("/") + "/"
     return {
-        "/" + path.strip("/").split("/")[0]
+        prefix + path[len(prefix) :].split("/")[0]
         for path, (kind, size, writer) in tree.items()
-        if kind != "dir" and size > 0 and (layer is None or writer == layer)
+        if path.startswith(prefix) and kind != "dir" and size > 0 and (layer is None or writer == layer)
     }
 
 
@@ -448,6 +449,18 @@ def test_inspect_page_in_chromium(browser: chromium.Browser, tmp_path: Path) -> 
         assert len(listed) == sum(1 for kind, _, w in oracle.values() if kind != "dir" and w == layer)
     assert browser.evaluate("document.querySelector('#treemap svg text.empty').textContent").startswith("Nothing")
     browser.click_selector("#show-all")
+    assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle)
+    # A click in a directory zooms into it; the step filter still applies; the first crumb goes back.
+    browser.click_selector('svg.treemap rect.tm-top[data-path="/etc"]')
+    assert (
+        set(browser.evaluate(TOP_RECTS))
+        == top_level_with_bytes(oracle, under="/etc")
+        == {"/etc/passwd", "/etc/app.conf"}
+    )
+    browser.click_selector('tr.step[data-layer="4"]')
+    assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle, 4, under="/etc") == {"/etc/passwd"}
+    browser.click_selector('tr.step[data-layer="4"]')
+    browser.click_selector('#crumbs button[data-path="/"]')
     assert set(browser.evaluate(TOP_RECTS)) == top_level_with_bytes(oracle)
     assert browser.evaluate("document.querySelectorAll('tr.step[aria-pressed=\"true\"]').length") == 0
     shot = artifact(tmp_path, "inspect-demo.png")

@@ -179,7 +179,9 @@
 
   var MAX_RECTS = 6000, HEADER = 15, PAD = 2;
 
-  function drawTreemap(box, tree, layerFilter, stepName) {
+  // Draws ``view`` (the root, or the directory zoomed into, at ``viewPath``); a click on a rectangle
+  // calls onZoom with the top-level directory of the view that holds it.
+  function drawTreemap(box, view, viewPath, layerFilter, stepName, onZoom) {
     while (box.firstChild) box.removeChild(box.firstChild);
     var width = Math.max(320, Math.floor(box.clientWidth || 960));
     var height = Math.max(260, Math.min(620, Math.round(width * 0.5)));
@@ -196,7 +198,8 @@
       node.textContent = t;
       root.appendChild(node);
     }
-    function rect(node, path, r, top, depth) {
+    function rect(node, path, r, top, depth, topIndex) {
+      var index = drawn.length;
       var kind = node.c ? "dir" : node.f ? "folded" : "file";
       var attrs = {
         x: r.x.toFixed(2), y: r.y.toFixed(2), width: Math.max(0, r.w).toFixed(2), height: Math.max(0, r.h).toFixed(2),
@@ -207,15 +210,15 @@
       if (kind === "file") attrs.fill = layerColour(node.l);
       else if (kind === "folded" || !bigEnough) attrs.fill = layerColour(layerFilter === null ? dominant(node) : layerFilter);
       root.appendChild(svg("rect", attrs));
-      drawn.push({ node: node, path: path });
+      drawn.push({ node: node, path: path, top: top ? index : topIndex });
       if (kind === "dir" && bigEnough) {
         if (r.w > 40) label(node.n + "/", r.x, r.y + 1, r.w, false);
-        layout(node, path, { x: r.x + PAD, y: r.y + HEADER, w: r.w - 2 * PAD, h: r.h - HEADER - PAD }, false, depth + 1);
+        layout(node, path, { x: r.x + PAD, y: r.y + HEADER, w: r.w - 2 * PAD, h: r.h - HEADER - PAD }, false, depth + 1, top ? index : topIndex);
       } else if (kind !== "dir" && r.w > 46 && r.h > 15) {
         label(node.n, r.x, r.y + 1, r.w, true);
       }
     }
-    function layout(node, path, r, top, depth) {
+    function layout(node, path, r, top, depth, topIndex) {
       var items = [];
       (node.c || []).forEach(function (child) {
         var v = value(child);
@@ -224,14 +227,15 @@
       items.sort(function (a, b) { return b.v - a.v; });
       squarify(items, r.x, r.y, r.w, r.h).forEach(function (p) {
         var childPath = (path === "/" ? "" : path) + "/" + p.it.node.n;
-        if (top || drawn.length < MAX_RECTS) rect(p.it.node, p.it.node.f ? path : childPath, p, top, depth);
+        if (top || drawn.length < MAX_RECTS) rect(p.it.node, p.it.node.f ? path : childPath, p, top, depth, topIndex);
       });
     }
-    layout(tree, "/", { x: 0, y: 0, w: width, h: height }, true, 0);
+    layout(view, viewPath, { x: 0, y: 0, w: width, h: height }, true, 0, 0);
     if (!drawn.length) {
       var empty = svg("text", { x: 16, y: 28, "class": "empty" });
       empty.textContent = layerFilter === null ? "The image has no file with bytes." :
-        "Nothing this step wrote is in the final image: later steps removed or replaced all of it.";
+        viewPath === "/" ? "Nothing this step wrote is in the final image: later steps removed or replaced all of it." :
+        "Nothing this step wrote is in the final image under " + shown(viewPath) + ".";
       root.appendChild(empty);
     }
     root.addEventListener("mousemove", function (ev) {
@@ -257,6 +261,13 @@
       showTip(ev, lines);
     });
     root.addEventListener("mouseleave", hideTip);
+    root.addEventListener("click", function (ev) {
+      var target = ev.target;
+      if (!target || target.tagName !== "rect") return;
+      var d = drawn[Number(target.getAttribute("data-i"))];
+      var top = d ? drawn[d.top] : null;
+      if (top && top.node.c) { hideTip(); onZoom(top.node, top.path); }
+    });
     box.appendChild(root);
     return drawn.length;
   }
@@ -358,8 +369,18 @@
     tm.appendChild(filterBar);
     var box = el("div", { "class": "tm-wrap" });
     tm.appendChild(box);
+    var crumbs = el("div", { "class": "crumbs", id: "crumbs" });
+    tm.insertBefore(crumbs, box);
     var tree = R.treemap;
     prepareTree(tree);
+    var zoom = [{ node: tree, path: "/" }];  // the root, then each directory zoomed into
+    function zoomTo(node, path) {
+      var at = -1;
+      zoom.forEach(function (z, i) { if (z.path === path) at = i; });
+      if (at >= 0) zoom = zoom.slice(0, at + 1);
+      else zoom.push({ node: node, path: path });
+      drawAll();
+    }
     function drawAll() {
       while (filterBar.firstChild) filterBar.removeChild(filterBar.firstChild);
       if (state.layer === null) {
@@ -373,7 +394,16 @@
         filterBar.appendChild(el("span", { id: "filter-text", text: "Only the files layer " + state.layer + " last wrote (" + size(bytes) + "): " + stepName(state.layer) }));
         filterBar.appendChild(clear);
       }
-      drawTreemap(box, tree, state.layer, stepName);
+      while (crumbs.firstChild) crumbs.removeChild(crumbs.firstChild);
+      zoom.forEach(function (z, i) {
+        var name = i === 0 ? "/" : z.node.n + "/";
+        var crumb = el("button", { type: "button", "class": "crumb", "data-path": z.path, "aria-current": i === zoom.length - 1 ? "true" : null, text: name });
+        crumb.addEventListener("click", function () { zoomTo(z.node, z.path); });
+        crumbs.appendChild(crumb);
+      });
+      crumbs.appendChild(el("span", { "class": "muted", text: zoom.length > 1 ? "  Click a directory to go further, a name above to go back." : "  Click a directory to zoom in." }));
+      var here = zoom[zoom.length - 1];
+      drawTreemap(box, here.node, here.path, state.layer, stepName, zoomTo);
     }
     redraws.push(drawAll);
 
