@@ -271,6 +271,10 @@ def plan_store(store: Store, tag: str | None, platform: str | None) -> tuple[Ima
         raise ImgscopeError(
             f"{store.label}: no manifest.json: this is the pre-Docker-1.10 save layout, which imgscope cannot read"
         )
+    if isinstance(store, DirStore):
+        for name in ("index.json", "manifest.json"):
+            if (store.root / name).is_dir():
+                raise ImgscopeError(f"{store.label}: {name} is a directory, not a file")
     raise ImgscopeError(f"{store.label}: unknown format (no manifest.json or index.json)")
 
 

@@ -139,10 +139,13 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
         name = blob_name(digest, prefix)
         media = _media(desc)
         if not store.exists(name):
+            plat = _desc_platform(desc)
+            where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
             if media in INDEX_TYPES or media in MANIFEST_TYPES or media is None:
-                plat = _desc_platform(desc)
-                where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
                 notes.append(f"blob {digest}{where} is missing from the layout")
+            else:
+                # Might have been an image behind a media type we do not know: name the blob.
+                notes.append(f"blob {digest}{where} (media type {media}) is missing from the layout")
             return
         blob = load_json(store.read(name), f"{store.label}: {name}")
         if not isinstance(blob, dict):

@@ -1,0 +1,241 @@
+"""Core correctness, round 2 (issue 15): each case found on real images, one test each.
+
+Every image here is written by ``tests/imagebuild.py`` or by hand (raw tar
+blocks, GNU tar itself), never by imgscope; expected figures are a hand
+computation or GNU tar's own listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import xxhash
+from typer.testing import CliRunner
+
+from imgscope import reference, stack
+from imgscope.analysis import diff as diff_analysis
+from imgscope.analysis import waste
+from imgscope.cli import app
+from imgscope.model import DIR, FILE
+from imgscope.scan import scan_layer
+from imgscope.sources.common import LoadOptions
+from tests import imagebuild as ib
+from tests.gnutar import gnu_list
+
+GNU_TAR = shutil.which("tar")
+
+
+def _load(path: Path | str, **options: object) -> stack.Stack:
+    image = reference.load(str(path), LoadOptions(use_cache=False, **options))  # type: ignore[arg-type]
+    return stack.build(image)
+
+
+# --------------------------------------------------------------------------- 1. hard links
+
+
+def test_hardlink_keeps_content_when_target_deleted(tmp_path: Path) -> None:
+    """Layer 0: /a (100 B) and /h linked to it; layer 1 deletes /a.  /h keeps the 100 bytes."""
+    content = b"x" * 100
+    base = ib.ImageSpec(steps=(ib.run("make a", ib.file("a", content), ib.hardlink("h", "a")),))
+    spec = base.extend(ib.run("rm a", ib.whiteout("a")))
+    ib.write_docker_archive(tmp_path / "b.tar", spec)
+    ib.write_docker_archive(tmp_path / "a.tar", base)
+    built = _load(tmp_path / "b.tar")
+
+    kept = built.final["/h"].entry
+    assert "/a" not in built.final
+    assert kept.type == FILE
+    assert kept.size == 100
+    assert kept.digest == xxhash.xxh3_64_hexdigest(content)
+    removal = [c for c in built.layers[1].changes if c.path == "/a"]
+    assert len(removal) == 1 and removal[0].kept_by == "/h"
+
+    # Hand computation: 100 bytes stored once, all of them still visible.
+    report = waste.analyse(built)
+    assert report.total_stored == 100
+    assert report.visible == 100
+    assert report.wasted_bytes == 0
+    assert report.efficiency == 1.0
+
+    # Diff base -> image: /a removed, /h now holds the 100 bytes itself.
+    result = diff_analysis.diff(_load(tmp_path / "a.tar"), built)
+    assert result.files_size_a == 100 and result.files_size_b == 100
+    h = next(f for f in result.files if f.path == "/h")
+    assert h.size_b == 100
+
+
+def test_hardlink_keeps_content_when_target_overwritten(tmp_path: Path) -> None:
+    """Overwriting /a breaks the link (copy-up): /h keeps the old 100 bytes, nothing is wasted."""
+    spec = ib.ImageSpec(
+        steps=(
+            ib.run("make a", ib.file("a", b"o" * 100), ib.hardlink("h1", "a"), ib.hardlink("h2", "a")),
+            ib.run("rewrite a", ib.file("a", b"n" * 30)),
+        )
+    )
+    ib.write_docker_archive(tmp_path / "i.tar", spec)
+    built = _load(tmp_path / "i.tar")
+    assert built.final["/a"].entry.size == 30
+    assert built.final["/h1"].entry.size == 100
+    assert built.final["/h1"].entry.digest == xxhash.xxh3_64_hexdigest(b"o" * 100)
+    # The second link still shares the inode with the first: it counts no bytes of its own.
+    assert built.final["/h2"].entry.size == 0 and built.final["/h2"].entry.link == "/h1"
+    report = waste.analyse(built)
+    assert (report.total_stored, report.visible, report.wasted_bytes) == (130, 130, 0)
+
+
+# --------------------------------------------------------------------------- 2. unlisted directories
+
+
+def test_file_replaces_unlisted_directory(tmp_path: Path) -> None:
+    """Layer 0 ships only d/a (no d/ entry); layer 1 a file d: /d/a is gone."""
+    spec = ib.ImageSpec(
+        steps=(
+            ib.run("mk", ib.file("d/a", b"12345"), ib.file("keep", b"k")),
+            ib.run("replace", ib.file("d", b"file")),
+        )
+    )
+    ib.write_docker_archive(tmp_path / "i.tar", spec)
+    built = _load(tmp_path / "i.tar")
+    assert sorted(built.final) == ["/d", "/keep"]
+    assert built.final["/d"].entry.type == FILE
+    removed = {c.path: c for c in built.layers[1].changes if c.kind == "removed"}
+    assert "/d/a" in removed and removed["/d/a"].old is not None and removed["/d/a"].old.size == 5
+    assert waste.analyse(built).wasted_bytes == 5
+
+
+def test_symlink_replaces_directory_within_one_layer(tmp_path: Path) -> None:
+    """One layer: directory d, d/a, then a symlink d: the layer's own d/a is replaced too."""
+    spec = ib.ImageSpec(steps=(ib.run("mk", ib.directory("d"), ib.file("d/a", b"123"), ib.symlink("d", "elsewhere")),))
+    ib.write_docker_archive(tmp_path / "i.tar", spec)
+    built = _load(tmp_path / "i.tar")
+    assert sorted(built.final) == ["/d"]
+    assert built.final["/d"].entry.type == "symlink"
+
+
+# --------------------------------------------------------------------------- 3. GNU headers
+
+
+def _gnu_incremental_layer(tmp_path: Path) -> bytes:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "x").write_bytes(b"#!/bin/sh\necho x\n")
+    return subprocess.run(
+        ["tar", "-G", "--numeric-owner", "-cf", "-", "-C", str(root), "usr"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.skipif(GNU_TAR is None, reason="GNU tar is not installed")
+def test_gnu_incremental_layer_matches_gnu_tar(tmp_path: Path) -> None:
+    """``tar -G``: GNU headers (atime in the ustar prefix field) and 'D' dumpdir entries."""
+    data = _gnu_incremental_layer(tmp_path)
+    assert data[257:265] == b"ustar  \x00"  # the GNU magic, not POSIX ustar
+    assert b"D" in {data[i + 156 : i + 157] for i in range(0, len(data), 512)}  # GNU tar wrote dumpdirs
+    scan = scan_layer(io.BytesIO(data), "gnu")
+    listing = gnu_list(data)
+    assert {e.path for e in scan.entries} == listing.paths == {"/usr", "/usr/bin", "/usr/bin/x"}
+    assert scan.size == listing.size == len(b"#!/bin/sh\necho x\n")
+    kinds = {e.path: e.type for e in scan.entries}
+    assert kinds["/usr"] == DIR and kinds["/usr/bin"] == DIR
+
+
+# --------------------------------------------------------------------------- 4. end of archive
+
+_END = b"\x00" * 1024
+
+
+def _raw_tar(entries: list[ib.TarEntry]) -> bytes:
+    """Tar members without their end-of-archive marker (tarfile pads and ends; cut it back)."""
+    data = ib.layer_tar(entries)
+    body = data
+    while body.endswith(b"\x00" * 512):
+        body = body[:-512]
+    # Content is padded to whole blocks, so a file ending in zeros cannot be cut: entries here end in text.
+    return body
+
+
+def test_estargz_toc_after_end_marker_is_not_a_file() -> None:
+    """eStargz's TOC follows the end marker: GNU tar (without --ignore-zeros) and Docker stop before it."""
+    body = _raw_tar([ib.file("bin/app", b"app\n")])
+    toc = _raw_tar([ib.file("stargz.index.json", json.dumps({"version": 1, "entries": []}) + "\n")])
+    data = body + _END + toc + _END
+    listed = subprocess.run(["tar", "-t", "-f", "-"], input=data, capture_output=True, check=True).stdout
+    assert listed.split() == [b"bin/app"]
+    scan = scan_layer(io.BytesIO(data), "estargz")
+    assert [e.path for e in scan.entries] == ["/bin/app"]
+    assert scan.estargz
+    assert not scan.warnings
+    assert scan.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_bytes_after_end_marker_are_ignored_with_one_warning() -> None:
+    body = _raw_tar([ib.file("a", b"a\n")])
+    trailer = _raw_tar([ib.file("b", b"b\n")]) + b"junk" + b"\x00" * 508
+    data = body + _END + trailer
+    scan = scan_layer(io.BytesIO(data), "trailing")
+    assert [e.path for e in scan.entries] == ["/a"]
+    assert not scan.estargz
+    assert len(scan.warnings) == 1
+    assert f"{len(trailer)} bytes" in scan.warnings[0]
+
+
+def test_zero_padding_after_end_marker_is_silent() -> None:
+    data = ib.layer_tar([ib.file("a", b"a\n")]) + b"\x00" * 10240
+    scan = scan_layer(io.BytesIO(data), "padded")
+    assert [e.path for e in scan.entries] == ["/a"] and not scan.warnings
+
+
+# --------------------------------------------------------------------------- 7. messages
+
+
+def test_short_non_tar_blob_says_not_a_tar() -> None:
+    from imgscope.errors import ImgscopeError
+
+    with pytest.raises(ImgscopeError, match="not a tar archive"):
+        scan_layer(io.BytesIO(b"hello, I am not a tar\n"), "short")
+
+
+def test_index_json_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "index.json").mkdir()
+    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "index.json is a directory" in result.output
+
+
+def test_unknown_media_type_with_missing_blob_names_it(tmp_path: Path) -> None:
+    ib.write_oci_layout(tmp_path, ib.ImageSpec(steps=(ib.run("x", ib.file("a", "a")),)))
+    index = json.loads((tmp_path / "index.json").read_text())
+    missing = "sha256:" + "ab" * 32
+    index["manifests"] = [{"mediaType": "application/x-unknown", "digest": missing, "size": 10}]
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2
+    assert missing in result.output
+
+
+# --------------------------------------------------------------------------- 8. cache version
+
+
+def test_cache_version_follows_scan_shape() -> None:
+    """A change to LayerScan's or Entry's fields must come with a SCANNER_VERSION bump.
+
+    When this fails: bump ``cache.SCANNER_VERSION`` and add the new shape below.
+    """
+    from dataclasses import fields
+
+    from imgscope import cache
+    from imgscope.model import Entry, LayerScan
+
+    shape = ";".join(f"{f.name}:{f.type}" for cls in (LayerScan, Entry) for f in fields(cls))
+    digest = hashlib.sha256(shape.encode()).hexdigest()[:16]
+    known = {2: "208f1bd1a8ec6d5d"}
+    assert cache.SCANNER_VERSION in known, f"no shape recorded for SCANNER_VERSION {cache.SCANNER_VERSION}"
+    assert known[cache.SCANNER_VERSION] == digest, f"scan shape {digest} changed: bump cache.SCANNER_VERSION"
