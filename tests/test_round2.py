@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,138 @@ def test_cache_version_follows_scan_shape() -> None:
     known = {2: "208f1bd1a8ec6d5d"}
     assert cache.SCANNER_VERSION in known, f"no shape recorded for SCANNER_VERSION {cache.SCANNER_VERSION}"
     assert known[cache.SCANNER_VERSION] == digest, f"scan shape {digest} changed: bump cache.SCANNER_VERSION"
+
+
+# --------------------------------------------------------------------------- 6. choosing an image
+
+
+def _two_image_layout(path: Path, tag_a: str = "a", tag_b: str = "b") -> tuple[str, str]:
+    """One OCI layout holding two different images; their manifest digests."""
+    ib.write_oci_layout(path / "one", ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)), tag=tag_a)
+    ib.write_oci_layout(path, ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),)), tag=tag_b)
+    for blob in (path / "one" / "blobs" / "sha256").iterdir():
+        shutil.copy(blob, path / "blobs" / "sha256" / blob.name)
+    first = json.loads((path / "one" / "index.json").read_text())["manifests"]
+    index = json.loads((path / "index.json").read_text())
+    shutil.rmtree(path / "one")
+    index["manifests"] = first + index["manifests"]
+    (path / "index.json").write_text(json.dumps(index))
+    return first[0]["digest"], index["manifests"][1]["digest"]
+
+
+def test_layout_with_two_images_is_not_read_silently(tmp_path: Path) -> None:
+    digest_a, digest_b = _two_image_layout(tmp_path)
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert "2 images" in lines[0] and "--image" in lines[0]
+    assert "a (linux/amd64" in lines[0] and "b (linux/amd64" in lines[0]
+    assert digest_a[:19] in lines[0] and digest_b[:19] in lines[0]
+
+
+def test_image_by_digest_prefix(tmp_path: Path) -> None:
+    _digest_a, digest_b = _two_image_layout(tmp_path)
+    chosen = _load(tmp_path, image=digest_b[:19])
+    assert chosen.image.manifest_digest == digest_b
+    assert sorted(chosen.final) == ["/b"]
+
+
+def test_same_tag_on_two_images_is_ambiguous(tmp_path: Path) -> None:
+    _two_image_layout(tmp_path, "same", "same")
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--image", "same"])
+    assert result.exit_code == 2
+    assert "2 images tagged 'same'" in result.output
+
+
+def test_same_tag_on_two_images_in_a_docker_archive(tmp_path: Path) -> None:
+    """Two manifest.json entries with one tag: ambiguous, and --image sha256: picks by image ID."""
+    spec_a = ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),))
+    spec_b = ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),))
+    ib.write_docker_archive(tmp_path / "a.tar", spec_a, tag="x:1")
+    built_b = ib.write_docker_archive(tmp_path / "b.tar", spec_b, tag="x:1")
+    merged = tmp_path / "both.tar"
+    manifests = []
+    with tarfile.open(merged, "w") as out:
+        for part in ("a.tar", "b.tar"):
+            with tarfile.open(tmp_path / part) as src:
+                for member in src.getmembers():
+                    if member.name == "manifest.json":
+                        manifests += json.loads(src.extractfile(member).read())  # type: ignore[union-attr]
+                        continue
+                    out.addfile(member, src.extractfile(member) if member.isfile() else None)
+        data = json.dumps(manifests).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        out.addfile(info, io.BytesIO(data))
+    result = CliRunner().invoke(app, ["inspect", str(merged), "--image", "x:1"])
+    assert result.exit_code == 2 and "2 images tagged 'x:1'" in result.output
+    chosen = _load(merged, image=built_b.image_id[:20])
+    assert chosen.image.image_id == built_b.image_id
+
+
+def test_platform_with_missing_blobs_names_that_platform(tmp_path: Path) -> None:
+    """An index of two platforms whose manifests were not pulled: --platform names the one asked for."""
+    ib.write_oci_layout(tmp_path, ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)))
+    index = json.loads((tmp_path / "index.json").read_text())
+    plats = [("arm64", "ab"), ("amd64", "cd")]
+    child = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": "sha256:" + hexa * 32,
+                "size": 100,
+                "platform": {"os": "linux", "architecture": arch},
+            }
+            for arch, hexa in plats
+        ],
+    }
+    data = ib.jdump(child)
+    (tmp_path / "blobs" / "sha256" / ib.sha256(data).removeprefix("sha256:")).write_bytes(data)
+    index["manifests"] = [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": ib.sha256(data), "size": len(data)}
+    ]
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--platform", "linux/amd64"])
+    assert result.exit_code == 2
+    assert "linux/amd64" in result.output and "sha256:" + "cd" * 32 in result.output
+    assert "arm64" not in result.output
+
+
+def test_artifacts_give_one_summary_warning(tmp_path: Path) -> None:
+    """An image with 18 attached artifacts (cosign-style signatures, SBOMs): one warning, not 18."""
+    ib.write_oci_layout(tmp_path, ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)), tag="app")
+    index = json.loads((tmp_path / "index.json").read_text())
+    for i in range(18):
+        payload = ib.jdump({"n": i})
+        config = b"{}"
+        layer_type = "application/vnd.dev.cosign.simplesigning.v1+json" if i % 2 else "text/spdx+json"
+        manifest = ib.jdump(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": ib.sha256(config),
+                    "size": 2,
+                },
+                "layers": [{"mediaType": layer_type, "digest": ib.sha256(payload), "size": len(payload)}],
+            }
+        )
+        for blob in (payload, config, manifest):
+            (tmp_path / "blobs" / "sha256" / ib.sha256(blob).removeprefix("sha256:")).write_bytes(blob)
+        index["manifests"].append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": ib.sha256(manifest),
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": f"sha256-{i:064x}.sig"},
+            }
+        )
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    image = reference.load(str(tmp_path), LoadOptions(use_cache=False))
+    assert image.tags == ("app",)
+    notes = [w for w in image.warnings if "artifact" in w]
+    assert notes == ["18 artifacts (signatures, SBOMs...) skipped: not images"]
