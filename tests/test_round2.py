@@ -15,6 +15,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 import xxhash
 from typer.testing import CliRunner
@@ -25,6 +26,7 @@ from imgscope.analysis import waste
 from imgscope.cli import app
 from imgscope.model import DIR, FILE
 from imgscope.scan import scan_layer
+from imgscope.schemas import load_schema
 from imgscope.sources.common import LoadOptions
 from tests import imagebuild as ib
 from tests.gnutar import gnu_list
@@ -69,6 +71,12 @@ def test_hardlink_keeps_content_when_target_deleted(tmp_path: Path) -> None:
     assert result.files_size_a == 100 and result.files_size_b == 100
     h = next(f for f in result.files if f.path == "/h")
     assert h.size_b == 100
+
+    # JSON names the link that kept the content, and stays valid against the published schema.
+    report_json = json.loads(CliRunner().invoke(app, ["inspect", str(tmp_path / "b.tar"), "--json"]).output)
+    jsonschema.validate(report_json, load_schema("inspect"))
+    changes = report_json["layers"][1]["changes"]
+    assert [c.get("kept_by") for c in changes if c["path"] == "/a"] == ["/h"]
 
 
 def test_hardlink_keeps_content_when_target_overwritten(tmp_path: Path) -> None:
@@ -375,3 +383,72 @@ def test_artifacts_give_one_summary_warning(tmp_path: Path) -> None:
     assert image.tags == ("app",)
     notes = [w for w in image.warnings if "artifact" in w]
     assert notes == ["18 artifacts (signatures, SBOMs...) skipped: not images"]
+
+
+# --------------------------------------------------------------------------- 5. DiffIDs
+
+
+def _flipped_archive(tmp_path: Path) -> tuple[Path, str]:
+    """A docker-save archive whose one layer has a flipped content byte: the config's DiffID no longer matches."""
+    spec = ib.ImageSpec(steps=(ib.run("w", ib.file("etc/motd", b"hello world\n" * 10)),))
+    good = tmp_path / "good.tar"
+    built = ib.write_docker_archive(good, spec)
+    layer = built.layers[0]
+    at = layer.index(b"hello world")
+    flipped = layer[:at] + b"j" + layer[at + 1 :]
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name.endswith("layer.tar"):
+                data = flipped
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    return bad, built.diff_ids[0]
+
+
+def test_audit_always_checks_diff_ids(tmp_path: Path) -> None:
+    bad, expected = _flipped_archive(tmp_path)
+    for extra in ([], ["--no-cache"]):
+        result = CliRunner().invoke(app, ["audit", str(bad), "--json", *extra])
+        report = json.loads(result.output)
+        jsonschema.validate(report, load_schema("audit"))
+        assert any("DiffID" in w and expected in w for w in report["warnings"]), extra
+        assert report["image"]["diff_ids_verified"] is False
+
+
+def test_ci_always_checks_diff_ids_even_with_a_warm_cache(tmp_path: Path) -> None:
+    bad, expected = _flipped_archive(tmp_path)
+    good = tmp_path / "good.tar"
+    # Warm the cache with the good layer: its DiffID is the one the bad archive's config names.
+    assert CliRunner().invoke(app, ["inspect", str(good), "--json"]).exit_code == 0
+    result = CliRunner().invoke(app, ["ci", str(bad), "--json"])
+    report = json.loads(result.output)
+    jsonschema.validate(report, load_schema("ci"))
+    assert any("DiffID" in w and expected in w for w in report["image"]["warnings"])
+    assert report["image"]["diff_ids_verified"] is False
+    clean = json.loads(CliRunner().invoke(app, ["ci", str(good), "--json"]).output)
+    assert clean["image"]["diff_ids_verified"] is True and clean["image"]["warnings"] == []
+
+
+def test_inspect_says_whether_diff_ids_were_verified(tmp_path: Path) -> None:
+    _bad, _expected = _flipped_archive(tmp_path)
+    good = str(tmp_path / "good.tar")
+
+    def verified(*args: str) -> bool:
+        result = CliRunner().invoke(app, ["inspect", good, "--json", *args])
+        assert result.exit_code == 0, result.output
+        return bool(json.loads(result.output)["image"]["diff_ids_verified"])
+
+    assert verified("--no-cache") is False  # the config's DiffIDs were taken on trust
+    assert verified() is True  # cold cache: every layer hashed
+    assert verified() is False  # warm cache: these bytes were not read
+    assert verified("--verify") is True
+
+
+def test_warm_daemon_path_never_aligns_history_by_a_guess() -> None:
+    """The history API's step sizes must equal the cached layers' sizes, else the image is read."""
+    from imgscope.sources import daemon
+
+    created = ["/bin/sh -c #(nop) COPY file:abc in / ", '/bin/sh -c #(nop)  CMD ["sh"]']
+    assert daemon.align_history([100, 0], created, [100]) == [False, True]
+    assert daemon.align_history([100, 0], created, [90]) is None
