@@ -253,12 +253,15 @@ class _Tree:
         names = self.links.get(path)
         if not names:
             return ""
+        # Only links of the layer that stored the file share its inode: Docker applies a layer's
+        # hard links inside that layer's own directory.
         alive = sorted(
             {
                 p
                 for p in names
                 if (found := self.entries.get(p)) is not None
-                and found.layer < index
+                and found.layer == stored
+                and stored < index
                 and found.entry.type == HARDLINK
                 and found.entry.link == path
             }
@@ -349,7 +352,8 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
         kind = change.kind
         counts[kind] += 1
         if kind == REMOVED:
-            sizes[kind] += change.old.size if change.old else 0
+            # Bytes hidden from view; none when a hard link kept them visible.
+            sizes[kind] += change.old.size if change.old and not change.kept_by else 0
         else:
             sizes[kind] += change.entry.size if change.entry is not None else 0
     totals = [(kind, KindTotals(counts[kind], sizes[kind])) for kind in CHANGE_KINDS]

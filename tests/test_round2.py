@@ -58,6 +58,7 @@ def test_hardlink_keeps_content_when_target_deleted(tmp_path: Path) -> None:
     assert kept.digest == xxhash.xxh3_64_hexdigest(content)
     removal = [c for c in built.layers[1].changes if c.path == "/a"]
     assert len(removal) == 1 and removal[0].kept_by == "/h"
+    assert built.layers[1].total("removed") == stack.KindTotals(1, 0)  # nothing left the view
 
     # Hand computation: 100 bytes stored once, all of them still visible.
     report = waste.analyse(built)
