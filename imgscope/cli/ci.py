@@ -115,7 +115,7 @@ def ci(
             name: (value if isinstance(value, list) else [value]) for name, value in given.items() if value is not None
         }
         settings = ciconfig.load_settings(config, options, baseline)
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
         img = load_image(ref, opts, quiet=json_)
         stacked = stacking.build(img)
         report_waste = waste.analyse(stacked)

@@ -56,6 +56,8 @@ class SourceOptions:
     verify: bool = False
     no_cache: bool = False
     max_layer_bytes: str | None = None
+    # Gates (audit, ci) always check DiffIDs against the bytes they read.
+    check_diff_ids: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -86,6 +88,7 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         image=opts.image,
         pull=opts.pull,
         verify=opts.verify,
+        check_diff_ids=opts.check_diff_ids,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
         visitor=visitor,
