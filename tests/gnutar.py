@@ -38,7 +38,10 @@ def decompress(blob: bytes) -> bytes:
 
 
 def gnu_list(layer_tar: bytes) -> Listing:
-    """List a layer with GNU tar, up to the end-of-archive marker as Docker reads it (eStargz's TOC is past it)."""
+    """List a layer with GNU tar, which stops at the end-of-archive marker as Docker does.
+
+    (eStargz's TOC entry follows that marker: neither lists it.)
+    """
     out = subprocess.run(
         ["tar", "-tv", "--numeric-owner", "-f", "-"],
         input=layer_tar,
