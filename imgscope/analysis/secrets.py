@@ -831,6 +831,47 @@ def scan_text(text: str, *, generic: bool = True) -> tuple[Match, ...]:
     return found.matches()
 
 
+def _replaced_from(text: str, start: int, evidence: str) -> int:
+    """Where the text that ``evidence`` stands for begins: at or before the match.
+
+    Evidence keeps the known part of a secret (``postgres://``, ``DB_PASSWORD=``,
+    ``sk_live_``), which may begin before the match itself (patterns start at a
+    literal); replacing from there avoids printing that part twice.
+    """
+    shown = evidence.split(MASK, 1)[0].lower()
+    for at in range(max(0, start - len(shown)), start):
+        if text[at : at + len(shown)].lower() == shown:
+            return at
+    return start
+
+
+def token_spans(text: str) -> list[tuple[int, int, str, str]]:
+    """``(start, end, rule, evidence)`` of every secret the content patterns find in ``text``.
+
+    What :func:`scan_text` reports, with where: for redacting a config string in
+    place (``imgscope.redact``).  Offsets are of ``text`` (non-ASCII is mapped
+    back from UTF-8 byte offsets).
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    lowered = data.lower()
+    out: list[tuple[int, int, str, str]] = []
+    for pattern in (*_SPECIFIC, *_GENERIC_CONFIG):
+        source = lowered if pattern.lowered else data
+        for m in pattern.regex.finditer(source):
+            rule, show = pattern.rule, pattern.evidence
+            for group, group_rule, group_show in pattern.groups:
+                if m.start(group) >= 0:
+                    rule, show = group_rule, group_show
+                    break
+            evidence = show(m, data)
+            if not evidence or rule in (_JSON_KEY, _SA_MARKER):
+                continue
+            start = len(data[: m.start()].decode("utf-8", "surrogateescape"))
+            end = len(data[: m.end()].decode("utf-8", "surrogateescape"))
+            out.append((_replaced_from(text, start, evidence), end, rule, evidence))
+    return out
+
+
 class _FileSink:
     """Receives one file's content chunk by chunk; bounded memory (one chunk plus an overlap)."""
 

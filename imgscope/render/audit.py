@@ -85,7 +85,7 @@ def findings_table(findings: tuple[Finding, ...], iec: bool = False, title: str 
     table.add_column("Status", ratio=1)
     for f in findings:
         severity = Text(f.severity, style=SEVERITY_STYLE[f.severity])
-        if f.inherited:
+        if f.inherited and f.severity != f.rule_severity:
             severity.append(f"\n(was {f.rule_severity})", style="dim")
         table.add_row(severity, _finding_cell(f, iec), escape(printable(_layer_text(f))), _status_text(f))
     return table
@@ -195,6 +195,8 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "count": f.count,
         "files": f.files,
         "bytes": f.bytes,
+        "deleted": f.deleted,
+        "paths": list(f.paths),
     }
 
 
