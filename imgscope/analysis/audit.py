@@ -191,6 +191,17 @@ class Finding:
     paths: tuple[str, ...] = ()
 
     @property
+    def status_words(self) -> str:
+        """The status as people read it: a file deleted later still ships, in the layer named here."""
+        if self.where != IN_FILE or self.visible:
+            return self.status
+        where = ("layers " if len(self.layers) > 1 else "layer ") + ", ".join(str(n) for n in self.layers)
+        if self.hidden_by is None:
+            return f"not in the final image, still readable by anyone who pulls the image: {where}"
+        verb = "deleted" if self.deleted else "replaced"
+        return f"{verb} in layer {self.hidden_by}, still readable by anyone who pulls the image: {where}"
+
+    @property
     def rule_severity(self) -> str:
         """The rule's own severity (before lowering an inherited finding)."""
         return RULES[self.rule].severity
