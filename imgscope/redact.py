@@ -56,9 +56,9 @@ _ASSIGNMENT = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80})(?P<op>[\"']?[ \t]*(?:=|:(?!//))[ \t]*(?P<q>[\"']?))"
     r"(?P<value>[^\s\"'`;&|<>(){}\[\],\\]+)"
 )
-# ``--password value``, ``--password=value``, ``-password value`` (a secret-named option).
+# ``--password value``, ``--password=value``, ``"--password", "value"`` (exec form): a secret-named option.
 _OPTION = re.compile(
-    r"(?<![A-Za-z0-9_])(?P<key>--?[A-Za-z][A-Za-z0-9_\-]{1,60})(?P<op>(?:=|[ \t]+)(?P<q>[\"']?))"
+    r"(?<![A-Za-z0-9_])(?P<key>--?[A-Za-z][A-Za-z0-9_\-]{1,60})(?P<op>(?:=|[\"'],[ \t]*|[ \t]+)(?P<q>[\"']?))"
     r"(?P<value>[^\s\"'`;&|<>(){}\[\],\\]+)"
 )
 # ``scheme://user:password@host``.
