@@ -40,8 +40,10 @@ MIN_VALUE = 4
 class Hit:
     """One secret in a text: the span to replace, its replacement and the rule that found it.
 
-    ``name`` is the key the value was assigned to (``DB_PASSWORD``), empty for a
-    bare token.  ``evidence`` is the replacement: the known part and a mask.
+    ``name`` is the key the value was assigned to (``DB_PASSWORD``, ``--password``),
+    empty for a bare token.  ``evidence`` is what a finding shows (the known
+    part and a mask); ``replacement`` what takes the span's place in the text
+    (the same but for the quoting of an exec-form ``"--password", "..."``).
     """
 
     start: int
@@ -49,6 +51,12 @@ class Hit:
     rule: str
     evidence: str
     name: str = ""
+    replacement: str = ""
+
+    @property
+    def text(self) -> str:
+        """What the span becomes in redacted text."""
+        return self.replacement or self.evidence
 
 
 # ``KEY=value``, ``KEY: value``, ``"key": "value"``: the key is read whole so that its name decides.
@@ -56,9 +64,10 @@ _ASSIGNMENT = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z_][A-Za-z0-9_.\-]{0,80})(?P<op>[\"']?[ \t]*(?:=|:(?!//))[ \t]*(?P<q>[\"']?))"
     r"(?P<value>[^\s\"'`;&|<>(){}\[\],\\]+)"
 )
-# ``--password value``, ``--password=value``, ``"--password", "value"`` (exec form): a secret-named option.
+# ``--password value``, ``--password=value``, ``"--password", "value"`` (exec form; the legacy builder's
+# history drops the comma): a secret-named option.
 _OPTION = re.compile(
-    r"(?<![A-Za-z0-9_])(?P<key>--?[A-Za-z][A-Za-z0-9_\-]{1,60})(?P<op>(?:=|[\"'],[ \t]*|[ \t]+)(?P<q>[\"']?))"
+    r"(?<![A-Za-z0-9_])(?P<key>--?[A-Za-z][A-Za-z0-9_\-]{1,60})(?P<op>(?:=|[\"'],?[ \t]*|[ \t]+)(?P<q>[\"']?))"
     r"(?P<value>[^\s\"'`;&|<>(){}\[\],\\]+)"
 )
 # ``scheme://user:password@host``.
@@ -90,8 +99,9 @@ def _key_context(text: str) -> list[Hit]:
             key = m.group("key")
             if not secrets.secret_name(key.lstrip("-")) or not secret_value(m.group("value")):
                 continue
-            evidence = key + m.group("op") + MASK
-            out.append(Hit(m.start(), m.end(), KEY_CONTEXT, evidence, key.lstrip("-")))
+            replacement = key + m.group("op") + MASK
+            evidence = replacement if regex is _ASSIGNMENT or "=" in m.group("op") else f"{key} {MASK}"
+            out.append(Hit(m.start(), m.end(), KEY_CONTEXT, evidence, key, replacement))
     for m in _URL.finditer(text):
         cred = m.group("cred")
         password = cred.partition(":")[2]
@@ -107,8 +117,7 @@ def _merge(hits: list[Hit]) -> list[Hit]:
     for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
         if out and hit.start < out[-1].end:
             last = out[-1]
-            if hit.end > last.end:
-                out[-1] = dataclasses.replace(last, end=hit.end)
+            out[-1] = dataclasses.replace(last, end=max(last.end, hit.end), name=last.name or hit.name)
             continue
         out.append(hit)
     return out
@@ -131,7 +140,7 @@ def redact(text: str) -> str:
     at = 0
     for hit in hits:
         parts.append(text[at : hit.start])
-        parts.append(hit.evidence)
+        parts.append(hit.text)
         at = hit.end
     parts.append(text[at:])
     return "".join(parts)

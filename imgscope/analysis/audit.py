@@ -756,13 +756,14 @@ def _history_findings(stack: Stack) -> list[Finding]:
             if secret.evidence in seen:
                 continue
             seen.add(secret.evidence)
-            what = f"{secret.name} = a secret value" if secret.name else RULES[secret.rule].title
+            what = f"{secret.name} holds a secret" if secret.name else RULES[secret.rule].title
             where = f"layer {step.layer}" if step.layer is not None else "no layer"
             out.append(
                 Finding(
                     HISTORY_SECRET,
                     HIGH,
-                    f"{what} on the command line of step {step.position} ({where}): the history ships with the image",
+                    f"{what} on the {verb or 'command'} line of step {step.position} ({where}); "
+                    "the history ships with the image",
                     IN_HISTORY,
                     subject=f"step {step.position}",
                     layers=layers,
