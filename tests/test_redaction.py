@@ -350,6 +350,8 @@ def test_explore_shows_no_secret(images: dict[str, Path], image: str) -> None:
         ("echo 'SECRET_KEY=abc123' > /app/.env", f"echo 'SECRET_KEY={redact.MASK}' > /app/.env"),
         ("DB_PASSWORD=Xk9fQ2mZ7pL4wR8t ./x", f"DB_PASSWORD={redact.MASK} ./x"),
         ("mysql --password Zq81xkW0 -h db", f"mysql --password {redact.MASK} -h db"),
+        ('CMD ["app", "--password", "Zq81xkW0"]', f'CMD ["app", "--password", "{redact.MASK}"]'),
+        ('CMD ["app" "--password" "Zq81xkW0"]', f'CMD ["app" "--password" "{redact.MASK}"]'),
         ("login --token=Zq81xkW0", f"login --token={redact.MASK}"),
         ('{"api_key": "Zq81xkW0aa"}', f'{{"api_key": "{redact.MASK}"}}'),
         ("git clone https://me:Zq81xkW0@git.example/x", f"git clone https://{redact.MASK}@git.example/x"),
@@ -450,3 +452,46 @@ def test_pre_commit_hooks_file_declares_pre_push_stages() -> None:
     script = by_id["imgscope-audit-hook"]
     assert script["language"] == "script" and (HOOK.parent.parent / script["entry"]).resolve() == HOOK
     assert os.access(HOOK, os.X_OK)
+
+
+# --------------------------------------------------------------------------- a daemon image (legacy builder)
+
+LEAKY = "imgscope-test/leaky:latest"
+DAEMON_SECRETS = (DOTENV_SECRET, RUN_SECRET, "Zq81xkW0pp9Lm")
+DAEMON_KEYS = ("SECRET_KEY", "DB_PASSWORD")
+
+
+@pytest.mark.daemon
+@pytest.mark.parametrize("output", [o for o in OUTPUTS if not o.files], ids=lambda o: o.name)
+def test_no_output_shows_a_daemon_images_secret(
+    daemon_images: dict[str, str], output: Output, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on an image the engine built: its history comes from ``docker history``, not a file."""
+    assert LEAKY in daemon_images
+    for key, value in output.env:
+        monkeypatch.setenv(key, value)
+    args = [a.format(ref=LEAKY, other="imgscope-test/layers:latest", out=tmp_path, last="2") for a in output.args]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 1), (args, result.output)
+    for secret in DAEMON_SECRETS:
+        assert_clean(result.stdout + result.stderr, secret, f"{output.name} of {LEAKY}")
+
+
+@pytest.mark.daemon
+def test_a_daemon_images_run_line_secrets_are_findings(docker_client: Any, daemon_images: dict[str, str]) -> None:
+    """Step numbers against ``docker history`` (the oracle): the step whose command holds each secret."""
+    history = list(reversed(docker_client.api.history(LEAKY)))  # oldest first, as step positions count
+    step_of = {key: next(i for i, h in enumerate(history) if f"{key}=" in h["CreatedBy"]) for key in DAEMON_KEYS}
+    report = audit_report(Path(LEAKY))
+    found = {f.evidence: f for f in report.findings if f.rule == auditing.HISTORY_SECRET}
+    assert set(found) == {f"SECRET_KEY={redact.MASK}", f"DB_PASSWORD={redact.MASK}", f"--password {redact.MASK}"}
+    for key in DAEMON_KEYS:
+        f = found[f"{key}={redact.MASK}"]
+        assert f.severity == auditing.HIGH and f.step == step_of[key]
+        # This image has no empty step before these: layer N is step N.
+        assert f.layers == (step_of[key],) and f"layer {step_of[key]}" in f.message
+    dotenv = next(f for f in report.findings if f.path == "/app/.env")
+    removed = next(i for i, h in enumerate(history) if "rm /app/.env" in h["CreatedBy"])
+    assert dotenv.status_words == (
+        f"deleted in layer {removed}, still readable by anyone who pulls the image: layer {step_of['SECRET_KEY']}"
+    )
