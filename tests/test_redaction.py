@@ -268,6 +268,19 @@ def test_base_grouping_follows_the_base_image(tmp_path: Path) -> None:
     assert group.paths == ("/bin/chage", "/bin/passwd")
 
 
+def test_ignores_match_single_base_files_and_the_group(images: dict[str, Path]) -> None:
+    one = audit_report(images["dotenv"], ignore=auditing.parse_ignore("setuid-file /bin/su  # reviewed\n"))
+    group = next(f for f in one.findings if f.rule == auditing.BASE_IMAGE_FILES)
+    assert group.paths == ("/bin/chage", "/bin/passwd")
+    assert [(i.finding.path, i.entry.reason) for i in one.ignored] == [("/bin/su", "reviewed")]
+    assert not one.unused_ignores
+    whole = audit_report(images["dotenv"], ignore=auditing.parse_ignore("base-image-files\n"))
+    assert not [f for f in whole.findings if f.rule == auditing.BASE_IMAGE_FILES]
+    assert [i.finding.rule for i in whole.ignored] == [auditing.BASE_IMAGE_FILES] and not whole.unused_ignores
+    # The user's own setuid file is not in the group and not hidden by it.
+    assert [f.path for f in whole.findings if f.rule == auditing.SETUID] == ["/app/bin/su"]
+
+
 def test_status_says_deleted_and_where_it_still_ships(images: dict[str, Path]) -> None:
     report = audit_report(images["dotenv"])
     dotenv = next(f for f in report.findings if f.path == "/app/.env")

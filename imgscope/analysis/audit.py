@@ -885,13 +885,20 @@ def audit(
     kept: list[Finding] = []
     ignored: list[IgnoredFinding] = []
     used: set[int] = set()
-    for f in _group_base_files(findings, base_layers, base_info):
-        entry = next((e for e in ignore if e.matches(f)), None)
-        if entry is None:
-            kept.append(f)
-        else:
-            ignored.append(IgnoredFinding(f, entry))
-            used.add(entry.line)
+    # Ignores apply to single findings first (``setuid-file /usr/bin/su`` keeps working), then to
+    # the group made of what is left (``base-image-files`` hides it whole).
+    for grouped in (False, True):
+        todo = _group_base_files(kept, base_layers, base_info) if grouped else findings
+        kept = []
+        for f in todo:
+            entry = (
+                next((e for e in ignore if e.matches(f)), None) if not grouped or f.rule == BASE_IMAGE_FILES else None
+            )
+            if entry is None:
+                kept.append(f)
+            else:
+                ignored.append(IgnoredFinding(f, entry))
+                used.add(entry.line)
     kept.sort(key=_sort_key)
     ignored.sort(key=lambda i: _sort_key(i.finding))
     return AuditReport(
