@@ -25,6 +25,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from imgscope import redact
@@ -385,6 +387,38 @@ def test_redact(text: str, expected: str | None) -> None:
     assert redact.redact(text) == (text if expected is None else expected)
     # Idempotent: redacting again changes nothing.
     assert redact.redact(redact.redact(text)) == redact.redact(text)
+
+
+SECRET_CHARS = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    key=st.sampled_from(["DB_PASSWORD", "SECRET_KEY", "api_token", "--password", "client_secret"]),
+    value=st.text(alphabet=SECRET_CHARS, min_size=8, max_size=40),
+)
+def test_a_planted_secret_never_survives(before: str, after: str, key: str, value: str) -> None:
+    """Any text around ``KEY=value`` (surrogates and odd Unicode included): the value goes, nothing raises."""
+    assume(redact.secret_value(value))  # not a placeholder (the filter the docs state)
+    out = redact.redact(f"{before} {key}={value} {after}")
+    assert value[:8] not in out or value[:8] in before + after
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_redact_never_raises_and_settles(text: str) -> None:
+    once = redact.redact(text)
+    assert redact.redact(once) == once
+
+
+def test_json_escapes_for_lone_surrogates_do_not_break_parsing() -> None:
+    from imgscope.sources.common import parse_config
+
+    raw = {"rootfs": {"diff_ids": []}, "history": [{"created_by": "\ud800 DB_PASSWORD=Zq81xkW0pp \udcff"}]}
+    config = parse_config(json.dumps(raw).encode(), "config")
+    assert config.history[0].created_by == f"\ud800 DB_PASSWORD={redact.MASK} \udcff"
 
 
 def test_clean_configs_carry_no_second_copy(images: dict[str, Path]) -> None:
