@@ -305,8 +305,10 @@ def test_audit_outputs_validate_and_name_the_group(images: dict[str, Path], tmp_
 def test_narrow_audit_lines_fit_80_columns(images: dict[str, Path]) -> None:
     for image in images.values():
         out = CliRunner().invoke(app, ["audit", str(image)], env={"COLUMNS": "80"}).stdout
-        too_long = [line for line in out.splitlines() if len(line.rstrip()) > 80]
+        too_long = [line for line in out.splitlines() if len(line) > 80]
         assert not too_long, too_long
+        # The list layout pads nothing: piped output has no trailing blanks (the summary lines neither).
+        assert [line for line in out.splitlines() if line != line.rstrip()] == []
 
 
 # --------------------------------------------------------------------------- explore

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -97,36 +98,55 @@ def _severity_text(f: Finding) -> Text:
     return severity
 
 
-def findings_list(findings: tuple[Finding, ...], iec: bool = False) -> Table:
+def _finding_block(f: Finding, iec: bool) -> Text:
+    """One finding of the list: the message, the rule id and evidence, the layer and step, the status."""
+    body = Text(printable(f.message), style="bold")
+    below = [f.rule]
+    if f.bytes:
+        below.append(format_size(f.bytes, iec))
+    if f.evidence:
+        below.append(printable(f.evidence))
+    body.append("\n" + "  ".join(below), style="dim")
+    layer = _layer_text(f, full=True)
+    if layer != "-":
+        body.append("\n" + printable(layer))
+    body.append("\n")
+    # "deleted in layer 10," and "still readable ...: layer 9" on lines of their own: a wrap
+    # inside either would part a layer number from its word.
+    body.append_text(_status_text(f, breaks=True))
+    if f.inherited and f.severity != f.rule_severity:
+        body.append(f" (was {f.rule_severity})", style="dim")
+    return body
+
+
+class FindingsList:
     """The findings as blocks under their severity, for terminals too narrow for four columns.
 
     At 80 columns a four-column table cuts paths, sizes and steps mid-word;
-    here the text gets the full width: the message, then the rule id and
-    evidence, the layer and step, and the status, each on its own line(s).
-    A two-column grid wraps long lines under the text, not under the severity.
+    here the text gets the full width less the severity: the message, then
+    the rule id and evidence, the layer and step, and the status, each on its
+    own line(s), wrapped at spaces under the text.  Lines are not padded to
+    the width, so piped output has no trailing blanks.
     """
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
-    for i, f in enumerate(findings):
-        if i:
-            grid.add_row("", "")
-        body = Text(printable(f.message), style="bold")
-        below = [f.rule]
-        if f.bytes:
-            below.append(format_size(f.bytes, iec))
-        if f.evidence:
-            below.append(printable(f.evidence))
-        body.append("\n" + "  ".join(below), style="dim")
-        layer = _layer_text(f, full=True)
-        if layer != "-":
-            body.append("\n" + printable(layer))
-        body.append("\n")
-        # "deleted in layer 10," and "still readable ...: layer 9" on lines of their own: a wrap
-        # inside either would part a layer number from its word.
-        body.append_text(_status_text(f, breaks=True))
-        grid.add_row(_severity_text(f), body)
-    return grid
+
+    def __init__(self, findings: tuple[Finding, ...], iec: bool = False) -> None:
+        self.findings = findings
+        self.iec = iec
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        indent = max(len(s) for s in SEVERITIES) + 2
+        width = max(20, options.max_width - indent)
+        for i, f in enumerate(self.findings):
+            if i:
+                yield Segment.line()
+            lines = _finding_block(f, self.iec).wrap(console, width, justify="default", overflow="fold")
+            for n, line in enumerate(lines):
+                head = Text(f.severity, style=SEVERITY_STYLE[f.severity]) if n == 0 else Text("")
+                yield from head.render(console)
+                yield Segment(" " * (indent - head.cell_len))
+                line.rstrip()  # the space a wrap broke at
+                yield from line.render(console)
+                yield Segment.line()
 
 
 class _Findings:
@@ -138,7 +158,7 @@ class _Findings:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if options.max_width < LIST_BELOW:
-            yield findings_list(self.findings, self.iec)
+            yield FindingsList(self.findings, self.iec)
         else:
             yield findings_table(self.findings, self.iec)
 
@@ -215,7 +235,20 @@ def render(report: AuditReport, iec: bool = False) -> RenderableType:
     else:
         verdict = Text(f"PASS: no finding at or above {report.fail_on}", style="bold green")
     parts.append(verdict)
-    return Group(*parts)
+    return Group(*(_Unpadded(part) if isinstance(part, Text) else part for part in parts))
+
+
+class _Unpadded:
+    """A text wrapped to the width without the blank a wrap leaves at the end of a line."""
+
+    def __init__(self, text: Text) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in self.text.wrap(console, options.max_width, justify="default", overflow="fold"):
+            line.rstrip()
+            yield from line.render(console)
+            yield Segment.line()
 
 
 # ---------------------------------------------------------------------------
