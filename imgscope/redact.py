@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imgscope.analysis import secrets
@@ -92,10 +93,23 @@ def secret_value(value: str) -> bool:
     return MASK not in v
 
 
+def _overlapping(regex: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """Matches of ``regex``, the next one searched from after each key and operator, not after the value.
+
+    A match whose key is not secret-named may have swallowed a secret as its
+    value (``--verbose --password=x``, ``X=PASSWORD=x``): ``finditer`` would
+    never look there again.
+    """
+    pos = 0
+    while (m := regex.search(text, pos)) is not None:
+        yield m
+        pos = m.end("op")
+
+
 def _key_context(text: str) -> list[Hit]:
     out: list[Hit] = []
     for regex in (_ASSIGNMENT, _OPTION):
-        for m in regex.finditer(text):
+        for m in _overlapping(regex, text):
             key = m.group("key")
             if not secrets.secret_name(key.lstrip("-")) or not secret_value(m.group("value")):
                 continue

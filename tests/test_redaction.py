@@ -370,6 +370,9 @@ def test_explore_shows_no_secret(images: dict[str, Path], image: str) -> None:
         ('CMD ["app", "--password", "Zq81xkW0"]', f'CMD ["app", "--password", "{redact.MASK}"]'),
         ('CMD ["app" "--password" "Zq81xkW0"]', f'CMD ["app" "--password" "{redact.MASK}"]'),
         ("login --token=Zq81xkW0", f"login --token={redact.MASK}"),
+        # A non-secret option or key must not hide the secret one after it (found by hypothesis).
+        ("--A0 --password=22222234", f"--A0 --password={redact.MASK}"),
+        ("X=PASSWORD=Zq81xkW0", f"X=PASSWORD={redact.MASK}"),
         ('{"api_key": "Zq81xkW0aa"}', f'{{"api_key": "{redact.MASK}"}}'),
         ("git clone https://me:Zq81xkW0@git.example/x", f"git clone https://{redact.MASK}@git.example/x"),
         # Placeholders, references, documentation values and non-secret names stay.
