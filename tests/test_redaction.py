@@ -154,6 +154,10 @@ OUTPUTS = (
     Output("audit --json", ("audit", "{ref}", "--json")),
     Output("shared", ("shared", "{ref}", "{other}")),
     Output("shared --json", ("shared", "{ref}", "{other}", "--json")),
+    Output("inspect --html", ("inspect", "{ref}", "--html", "{out}/inspect.html"), files=("inspect.html",)),
+    Output("diff --html", ("diff", "{other}", "{ref}", "--html", "{out}/diff.html"), files=("diff.html",)),
+    Output("ci --html", ("ci", "{ref}", "--forbid-path", "**/.env", "--html", "{out}/ci.html"), files=("ci.html",)),
+    Output("audit --html", ("audit", "{ref}", "--html", "{out}/audit.html"), files=("audit.html",)),
 )
 
 
