@@ -99,24 +99,6 @@ def _names(value: Any) -> tuple[str, ...]:
     return ()
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _no_surrogates(value: Any) -> Any:
-    """``value`` with lone surrogates (JSON's ``"\\ud800"``) as U+FFFD.
-
-    No UTF-8 text holds them, so printing one (a label, a history line) fails
-    with UnicodeEncodeError; a config is the image's text, taken as it means.
-    """
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if isinstance(value, list):
-        return [_no_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
-    return value
-
-
 def parse_config(data: bytes, what: str) -> ImageConfig:
     """Read an image config (OCI or Docker); tolerate missing or odd fields.
 
@@ -124,7 +106,7 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
     this is where image text enters the model, so no command or format can
     show a secret from the history, ENV, LABEL or CMD.
     """
-    raw = _no_surrogates(load_json(data, what))
+    raw = load_json(data, what)
     if not isinstance(raw, dict):
         raise ImgscopeError(f"{what} is not an image config (not a JSON object)")
     cfg = raw.get("config") or raw.get("container_config") or {}
