@@ -18,6 +18,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -61,6 +62,7 @@ def audit(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -80,11 +82,11 @@ def audit(
         if ignore_path is None and Path(auditing.DEFAULT_IGNORE_FILE).is_file():
             ignore_path = Path(auditing.DEFAULT_IGNORE_FILE)
         ignore = auditing.load_ignore(ignore_path) if ignore_path is not None else ()
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
         scanner = ContentScanner(limit)
         img = load_image(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
-        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes)
+        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes, insecure)
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
             stacking.build(img),

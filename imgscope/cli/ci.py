@@ -20,6 +20,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -86,6 +87,7 @@ def ci(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -112,7 +114,7 @@ def ci(
             name: (value if isinstance(value, list) else [value]) for name, value in given.items() if value is not None
         }
         settings = ciconfig.load_settings(config, options, baseline)
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
         img = load_image(ref, opts, quiet=json_)
         stacked = stacking.build(img)
         report_waste = waste.analyse(stacked)

@@ -36,6 +36,10 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or wri
 MaxLayerBytesOpt = Annotated[
     str | None, typer.Option("--max-layer-bytes", help="Stop on a layer that expands past SIZE (e.g. 2GB).")
 ]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="registry:// only: allow plain HTTP and unverified TLS for this registry."),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
 IecOpt = Annotated[bool, typer.Option("--iec", help="Show sizes in KiB, MiB, GiB instead of kB, MB, GB.")]
@@ -52,6 +56,7 @@ class SourceOptions:
     verify: bool = False
     no_cache: bool = False
     max_layer_bytes: str | None = None
+    insecure: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -84,6 +89,7 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         verify=opts.verify,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
+        insecure=opts.insecure,
         visitor=visitor,
         progress=progress_cb,
     )

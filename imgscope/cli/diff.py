@@ -14,6 +14,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -55,6 +56,7 @@ def diff(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -66,7 +68,7 @@ def diff(
         fmt = "json" if json_ else format_
         if fmt not in FORMATS:
             raise ImgscopeError(f"--format {format_!r}: use text, json or markdown")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
         quiet = fmt != "text"
         img_a = load_image(ref_a, opts, quiet=quiet)
         img_b = load_image(ref_b, opts, quiet=quiet)

@@ -10,6 +10,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -42,6 +43,7 @@ def inspect(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -52,7 +54,7 @@ def inspect(
 
         if sort not in ("size", "path"):
             raise ImgscopeError(f"--sort {sort!r}: use size or path")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
         img = load_image(ref, opts, quiet=json_)
         from imgscope import stack as stacking
 

@@ -33,6 +33,7 @@ class LoadOptions:
     verify: bool = False
     use_cache: bool = True
     max_layer_bytes: int | None = None
+    insecure: bool = False
     visitor: ContentVisitor | None = field(default=None, compare=False)
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
 
