@@ -35,6 +35,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
 def make_ca(folder: Path) -> tuple[Path, Path, Path]:
     """A CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,20 +46,38 @@ def make_ca(folder: Path) -> tuple[Path, Path, Path]:
     key, csr, crt = folder / "server.key", folder / "server.csr", folder / "server.crt"
     ext = folder / "ext.cnf"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
-    quiet = {"check": True, "capture_output": True}
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca_crt]
-        + ["-days", "2", "-subj", "/CN=imgscope test CA"],
-        **quiet,  # type: ignore[call-overload]
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca_crt,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=imgscope test CA",
     )
-    subprocess.run(
-        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        **quiet,  # type: ignore[call-overload]
-    )
-    subprocess.run(
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-out", crt]
-        + ["-days", "2", "-extfile", ext],
-        **quiet,  # type: ignore[call-overload]
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca_crt,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        crt,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
     )
     return ca_crt, crt, key
 
@@ -130,9 +152,9 @@ class Registry:
                 self.proc.kill()
                 self.proc.wait()
 
-    def push(self, source: str, repo: str) -> str:
-        """``skopeo copy SOURCE docker://HOST/REPO``; returns the registry reference ``registry://...``."""
-        cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    def push(self, source: str, repo: str, *flags: str) -> str:
+        """``skopeo copy [FLAGS] SOURCE docker://HOST/REPO``; returns the reference ``registry://HOST/REPO``."""
+        cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *flags]
         if self.auth:
             cmd.append(f"--dest-creds={USER}:{PASSWORD}")
         cmd += [source, f"docker://{self.host}/{repo}"]

@@ -44,7 +44,6 @@ SCHEMA1 = (
 )
 MAX_MANIFEST = 4 << 20
 MAX_REDIRECTS = 5
-TIMEOUT = float(os.environ.get("IMGSCOPE_REGISTRY_TIMEOUT", "60"))
 CERTS_D = Path("/etc/docker/certs.d")
 USER_AGENT = "imgscope"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -205,9 +204,17 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
+def timeout() -> float:
+    """Seconds to wait for a registry to answer or send more: ``IMGSCOPE_REGISTRY_TIMEOUT``, default 60."""
+    try:
+        return max(0.1, float(os.environ.get("IMGSCOPE_REGISTRY_TIMEOUT", "60")))
+    except ValueError:
+        return 60.0
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
-        return f"timed out after {TIMEOUT:g}s"
+        return f"timed out after {timeout():g}s"
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = "put its CA in /etc/docker/certs.d/HOST/ or DOCKER_CERT_PATH, or use --insecure"
         return f"TLS certificate not trusted: {exc.verify_message} ({hint})"
@@ -251,8 +258,8 @@ class RegistryClient:
         name, port = split_host(netloc)
         if scheme == "https":
             verify = not self.endpoint.insecure
-            return http.client.HTTPSConnection(name, port, timeout=TIMEOUT, context=_tls_context(netloc, verify))
-        return http.client.HTTPConnection(name, port, timeout=TIMEOUT)
+            return http.client.HTTPSConnection(name, port, timeout=timeout(), context=_tls_context(netloc, verify))
+        return http.client.HTTPConnection(name, port, timeout=timeout())
 
     def _release(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
         self._conns[(scheme, netloc)] = conn
