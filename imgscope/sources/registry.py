@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from imgscope.cache import ScanCache
 
 PREFIX = "registry://"
+# Layers fetched and scanned at once (threads; each has its own connection).
+PARALLEL_FETCHES = 4
 DOCKER_HUB = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 # distribution/reference's grammar: lowercase path components separated by / with . _ __ - inside.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -153,37 +155,75 @@ class RegistryStore:
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         ids: list[str | None] = trusted or [None] * len(names)
-        out = []
-        for name, diff_id in zip(names, ids, strict=True):
-            digest = _digest_of(name)
-            scan = self._fetch_and_scan(digest, max_bytes, visitor, diff_id)
-            if self._cache is not None and diff_id is None:
+
+        def one(i: int) -> LayerScan:
+            digest = _digest_of(names[i])
+            scan = self._fetch_and_scan(digest, max_bytes, visitor, ids[i])
+            if self._cache is not None and ids[i] is None:
                 self._cache.put_blob(digest, scan.diff_id)
-            out.append(scan)
             if on_scan:
                 on_scan(self._sizes.get(digest, 0))
-        return out
+            return scan
+
+        if visitor is not None or len(names) < 2:  # a visitor is called from one thread only
+            return [one(i) for i in range(len(names))]
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Layers are fetched and scanned side by side, largest first: the download, the decompression
+        # (zlib releases the GIL) and the tar parsing of different layers overlap, as skopeo's parallel
+        # downloads do.  The cache connection is shared, so its writes are made here, one at a time.
+        order = sorted(range(len(names)), key=lambda i: -self._sizes.get(_digest_of(names[i]), 0))
+        results: dict[int, LayerScan] = {}
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(names))) as pool:
+            futures = {
+                i: pool.submit(self._fetch_and_scan, _digest_of(names[i]), max_bytes, None, ids[i]) for i in order
+            }
+            try:
+                for i in order:
+                    results[i] = futures[i].result()
+                    if on_scan:
+                        on_scan(self._sizes.get(_digest_of(names[i]), 0))
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+        for i, name in enumerate(names):
+            if self._cache is not None and ids[i] is None:
+                self._cache.put_blob(_digest_of(name), results[i].diff_id)
+        return [results[i] for i in range(len(names))]
 
     def _fetch_and_scan(
         self, digest: str, max_bytes: int | None, visitor: ContentVisitor | None, diff_id: str | None
     ) -> LayerScan:
+        from imgscope.sources.compression import decode_errors, open_decompressed
         from imgscope.sources.store import _Prefetch
 
+        label = f"{self.label}: blob {digest}"
         reader = self.client.open_blob(digest, self._sizes.get(digest))
         self.fetched.append(digest)
-        # The download runs on a helper thread a few MiB ahead of the scan (socket reads release the GIL).
-        prefetch = _Prefetch(reader)
-        whole = False
         try:
-            scan = scan_layer(
-                prefetch, f"{self.label}: blob {digest}", max_bytes=max_bytes, visitor=visitor, diff_id=diff_id
-            )
-            # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
-            while prefetch.read(1 << 20):
-                pass
-            whole = True
+            try:
+                stream, _kind = open_decompressed(reader)
+            except decode_errors() as exc:
+                raise ImgscopeError(f"{label}: layer does not decompress ({exc})") from exc
+            # Download and decompression run on a helper thread a few MiB ahead of the tar parsing.
+            prefetch = _Prefetch(stream)
+            whole = False
+            try:
+                try:
+                    scan = scan_layer(prefetch, label, max_bytes=max_bytes, visitor=visitor, diff_id=diff_id)
+                    # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
+                    while prefetch.read(1 << 20):
+                        pass
+                except decode_errors() as exc:
+                    if isinstance(exc, ImgscopeError):
+                        raise
+                    raise ImgscopeError(f"{label}: layer does not decompress ({exc})") from exc
+                whole = True
+            finally:
+                prefetch.stop(wait=whole)
+            reader.finish()
         finally:
-            prefetch.stop(wait=whole)
             reader.close()
         self._verified.add(digest)
         return scan
