@@ -546,3 +546,38 @@ def test_every_command_takes_a_registry_ref(plain: Registry, tmp_path: Path) -> 
     assert growth["before"] == _load(archive).size
     for command in ("inspect", "diff", "shared", "ci", "audit", "explore"):
         assert "--insecure" in _imgscope(command, "--help", env={**os.environ, "COLUMNS": "200"}).stdout
+
+
+def test_github_action_runs_ci_against_a_registry_baseline(plain: Registry, tmp_path: Path) -> None:
+    """The composite action's check step, run as the runner would, with a baseline in the registry."""
+    import shutil
+
+    import yaml
+
+    action = yaml.safe_load((Path(__file__).resolve().parent.parent / "action.yml").read_text())
+    step = next(s for s in action["runs"]["steps"] if s.get("id") == "check")
+    venv_bin = tmp_path / "imgscope-venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    exe = shutil.which("imgscope", path=str(Path(sys.executable).parent))
+    assert exe is not None
+    (venv_bin / "imgscope").symlink_to(exe)
+    output, summary = tmp_path / "output", tmp_path / "summary.md"
+    env = {
+        **os.environ,
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "IMAGE": str(SAMPLES / "demo-legacy.tar"),
+        "BASELINE": f"registry://{plain.host}/demo/app:v2",
+        "ARGS": "--max-growth 1% --max-size 1MB",
+        "INSECURE": "false",
+    }
+    done = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == "exit-code=0\n"
+    text = summary.read_text()
+    assert "max-growth" in text and f"registry://{plain.host}/demo/app:v2" in text
+    env["ARGS"] = "--max-size 1kB"
+    done = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert output.read_text().endswith("exit-code=1\n")
