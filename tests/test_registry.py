@@ -113,6 +113,58 @@ def test_parse_reference_refuses(text: str) -> None:
         registry.parse(text)
 
 
+# --------------------------------------------------------------------------- credentials
+
+
+def _write_config(folder: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, object]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+
+
+def test_credentials_from_auths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgscope.sources import credentials
+
+    b64 = base64.b64encode(b"me:pa:ss").decode()  # a password may hold colons
+    _write_config(
+        tmp_path,
+        monkeypatch,
+        {
+            "auths": {
+                "https://r.example:5000/v1/": {"auth": b64},
+                "other.example": {"username": "u", "password": "p"},
+                "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hub:tok").decode()},
+                "empty.example": {},
+            }
+        },
+    )
+    assert credentials.lookup("r.example:5000") == ("me", "pa:ss")
+    assert credentials.lookup("R.EXAMPLE:5000") == ("me", "pa:ss")
+    assert credentials.lookup("other.example") == ("u", "p")
+    assert credentials.lookup("registry-1.docker.io") == ("hub", "tok")
+    assert credentials.lookup("empty.example") is None
+    assert credentials.lookup("r.example") is None  # another port is another registry
+
+
+def test_credentials_none_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgscope.sources import credentials
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nothing"))
+    assert credentials.lookup("r.example") is None
+
+
+def test_credentials_broken_auth_is_an_error_without_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgscope.sources import credentials
+
+    _write_config(tmp_path, monkeypatch, {"auths": {"r.example": {"auth": "not base64 at all!"}}})
+    with pytest.raises(ImgscopeError) as info:
+        credentials.lookup("r.example")
+    assert "is not base64 user:password" in info.value.message
+    assert "not base64 at all" not in info.value.message
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -105,6 +106,7 @@ class RegistryStore:
         self._sizes: dict[str, int] = {}
         self._verified: set[str] = set()
         self.fetched: list[str] = []  # layer blobs downloaded, in order (for tests and benchmarks)
+        self._abort = threading.Event()  # set when one of several parallel downloads fails
 
     def note_index(self, index: dict[str, object]) -> None:
         """Remember that the children of ``index`` are manifests (read from ``/manifests/``, not ``/blobs/``)."""
@@ -184,6 +186,8 @@ class RegistryStore:
                     if on_scan:
                         on_scan(self._sizes.get(_digest_of(names[i]), 0))
             except BaseException:
+                # Stop the other downloads now: the pool's exit waits for them (Ctrl-C, a bad blob).
+                self._abort.set()
                 for future in futures.values():
                     future.cancel()
                 raise
@@ -200,6 +204,7 @@ class RegistryStore:
 
         label = f"{self.label}: blob {digest}"
         reader = self.client.open_blob(digest, self._sizes.get(digest))
+        reader.abort = self._abort
         self.fetched.append(digest)
         try:
             try:

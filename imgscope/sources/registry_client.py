@@ -160,6 +160,8 @@ class BlobReader(io.RawIOBase):
         self._hash = hashlib.sha256()
         self.read_bytes = 0
         self._done = False
+        # Set by whoever runs several downloads at once, to stop the others when one fails or on Ctrl-C.
+        self.abort: threading.Event | None = None
 
     def readable(self) -> bool:
         return True
@@ -167,6 +169,8 @@ class BlobReader(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._done:
             return 0
+        if self.abort is not None and self.abort.is_set():
+            raise ImgscopeError(f"{self._label}: blob {self._digest}: download stopped")
         try:
             n = self._resp.readinto(buffer)
         except (OSError, http.client.HTTPException) as exc:
