@@ -27,11 +27,13 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from imgscope import reference
 from imgscope.errors import ImgscopeError
 from imgscope.model import Image
+from imgscope.schemas import load_schema
 from imgscope.sources import registry
 from imgscope.sources.common import LoadOptions
 from tests import imagebuild as ib
@@ -387,7 +389,9 @@ def test_tls_with_docker_cert_path(tls: Registry, tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_CERT_PATH": str(certs)}
     done = _imgscope("inspect", "--json", f"registry://{tls.host}/secure/app:1", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["image"]["source"] == f"registry {tls.host}"
+    report = json.loads(done.stdout)
+    assert report["image"]["source"] == f"registry {tls.host}"
+    jsonschema.validate(report, load_schema("inspect"))
 
 
 def test_tls_insecure_skips_verification(tls: Registry) -> None:
