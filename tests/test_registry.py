@@ -637,3 +637,21 @@ def test_github_action_runs_ci_against_a_registry_baseline(plain: Registry, tmp_
     done = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert output.read_text().endswith("exit-code=1\n")
+
+
+def test_explore_opens_a_file_by_fetching_its_layer_only(plain: Registry) -> None:
+    """explore's file viewer reads one file: from a registry, only that layer's blob is downloaded."""
+    from imgscope.cli.common import SourceOptions
+    from imgscope.explore.content import read_file
+
+    ref = f"registry://{plain.host}/demo/app:v2"
+    image = _load(ref)
+    layer = 4  # the demo image's /etc/passwd (README of sample_images)
+    entry = next(e for e in image.scans[layer].entries if e.path == "/etc/passwd")
+    before = len(plain.requests())
+    fetched = read_file(ref, SourceOptions(), "/etc/passwd", layer, entry)
+    blobs = [p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p]
+    from_archive = read_file(str(SAMPLES / "demo-legacy.tar"), SourceOptions(), "/etc/passwd", layer, entry)
+    assert fetched.data == from_archive.data and fetched.data
+    # Not even the config: the manifest names the layer's blob.
+    assert blobs == [f"/v2/demo/app/blobs/{image.layers[layer].digest}"]

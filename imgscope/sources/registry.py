@@ -27,7 +27,7 @@ from imgscope.errors import ImgscopeError
 from imgscope.model import Image, LayerScan
 from imgscope.scan import ContentVisitor, scan_layer
 from imgscope.sources import oci
-from imgscope.sources.common import LoadOptions, load_json, load_plan
+from imgscope.sources.common import ImagePlan, LoadOptions, load_json, load_plan
 from imgscope.sources.registry_client import Endpoint, RegistryClient
 from imgscope.sources.store import MAX_METADATA
 
@@ -269,6 +269,31 @@ def load(text: str, options: LoadOptions, *, client: RegistryClient | None = Non
 
 
 def _load(ref: RegistryRef, text: str, store: RegistryStore, options: LoadOptions) -> Image:
+    plan = _plan(ref, store, options)
+    image = load_plan(store, plan, text, f"registry {ref.host}", options)
+    warnings = _contradictions(store, image)
+    return dataclasses.replace(image, warnings=image.warnings + warnings) if warnings else image
+
+
+def scan_one_layer(text: str, options: LoadOptions, layer: int, visitor: ContentVisitor) -> bool:
+    """Fetch and scan only layer ``layer`` of the image, for ``visitor`` (explore opening one file).
+
+    False when the image has no such layer.
+    """
+    ref = parse(text)
+    store = RegistryStore(client_for(ref, options), cache=None)
+    try:
+        plan = _plan(ref, store, options)
+        if not 0 <= layer < len(plan.layers):
+            return False
+        store.scan_many([plan.layers[layer].name], max_bytes=options.max_layer_bytes, visitor=visitor)
+        return True
+    finally:
+        store.client.close()
+
+
+def _plan(ref: RegistryRef, store: RegistryStore, options: LoadOptions) -> ImagePlan:
+    """Read the manifest (an index: choose the image as for a layout) and plan its blobs."""
     if options.progress:
         options.progress("reading manifest", 0, 1)
     data, media, digest = store.client.manifest(ref.reference)
@@ -292,10 +317,7 @@ def _load(ref: RegistryRef, text: str, store: RegistryStore, options: LoadOption
     store.note_sizes(chosen.manifest)
     plan = oci.plan_from_manifest(chosen)
     tag = () if ref.by_digest else (f"{ref.host}/{ref.repository}:{ref.reference}",)
-    plan = dataclasses.replace(plan, tags=tag)
-    image = load_plan(store, plan, text, f"registry {ref.host}", options)
-    warnings = _contradictions(store, image)
-    return dataclasses.replace(image, warnings=image.warnings + warnings) if warnings else image
+    return dataclasses.replace(plan, tags=tag)
 
 
 def _contradictions(store: RegistryStore, image: Image) -> tuple[str, ...]:
