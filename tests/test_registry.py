@@ -570,14 +570,13 @@ def test_timeout_is_a_one_line_error(proxy: Proxy) -> None:
     assert done.stderr.count("\n") == 1
 
 
-def test_plain_http_only_for_loopback_or_insecure() -> None:
-    from imgscope.sources.registry_client import Endpoint, RegistryClient
-
-    # A name that is not loopback never falls back to HTTP: the error is about HTTPS (here: no such host).
-    client = RegistryClient(Endpoint("imgscope-16.invalid:5000", "a/b"))
-    with pytest.raises(ImgscopeError, match=r"cannot reach imgscope-16.invalid:5000"):
-        client.manifest("latest")
-    assert all(path == "/v2/" for _, path in client.requests) or not client.requests
+def test_unknown_host_is_a_one_line_error() -> None:
+    done = _imgscope("inspect", "registry://imgscope-16.invalid:5000/a/b")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "imgscope: error: registry imgscope-16.invalid:5000, repository a/b: "
+        "cannot reach imgscope-16.invalid:5000: unknown host\n"
+    )
 
 
 # --------------------------------------------------------------------------- every command
@@ -655,3 +654,17 @@ def test_explore_opens_a_file_by_fetching_its_layer_only(plain: Registry) -> Non
     assert fetched.data == from_archive.data and fetched.data
     # Not even the config: the manifest names the layer's blob.
     assert blobs == [f"/v2/demo/app/blobs/{image.layers[layer].digest}"]
+
+
+def test_plain_http_registry_elsewhere_than_loopback_needs_insecure(
+    plain: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain HTTP is refused unless the registry is on loopback or --insecure says so."""
+    from imgscope.sources import registry_client
+
+    monkeypatch.setattr(registry_client, "is_loopback", lambda host: False)
+    monkeypatch.setattr(registry_client.Endpoint, "loopback", property(lambda self: False))
+    ref = f"registry://{plain.host}/demo/app:v2"
+    with pytest.raises(ImgscopeError, match=r"does not answer over TLS .*use --insecure"):
+        _load(ref, use_cache=False)
+    assert _load(ref, use_cache=False, insecure=True).layers

@@ -309,6 +309,12 @@ class RegistryClient:
             ) and not isinstance(cause, ssl.SSLCertVerificationError)
             if plain_ok and plain_server:
                 return self._ping_plain()
+            if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLCertVerificationError):
+                # Most often a registry that serves plain HTTP: say how to allow it rather than quote OpenSSL.
+                raise ImgscopeError(
+                    f"{self.label}: {self.endpoint.host} does not answer over TLS ({cause.reason or cause}); "
+                    f"if it serves plain HTTP and you trust the network, use --insecure"
+                ) from cause
             raise
         self._after_ping(resp, conn, "https")
         return "https"
