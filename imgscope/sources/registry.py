@@ -208,7 +208,7 @@ class RegistryStore:
         self.fetched.append(digest)
         try:
             try:
-                stream, _kind = open_decompressed(reader)
+                stream, _kind = open_decompressed(reader, chunks=True)
             except decode_errors() as exc:
                 raise ImgscopeError(f"{label}: layer does not decompress ({exc})") from exc
             # Download and decompression run on a helper thread a few MiB ahead of the tar parsing.
