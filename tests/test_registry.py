@@ -189,6 +189,16 @@ def test_oci_media_types(plain: Registry) -> None:
     assert all(layer.media_type == "application/vnd.oci.image.layer.v1.tar+gzip" for layer in fetched.layers)
 
 
+def test_zstd_layers(tmp_path: Path) -> None:
+    # A registry of its own: skopeo reuses a gzip blob it knows to be in the same registry.
+    for reg in _start(tmp_path / "registry"):
+        zstd = ("--format", "oci", "--dest-compress", "--dest-compress-format", "zstd")
+        ref = reg.push(f"docker-archive:{SAMPLES / 'demo-legacy.tar'}", "demo/zstd:1", *zstd)
+        fetched = _load(ref, use_cache=False)
+        _same_image(fetched, _load(str(SAMPLES / "demo-legacy.tar")), same_config=False)
+        assert {layer.media_type for layer in fetched.layers} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
 def test_by_digest(plain: Registry) -> None:
     by_tag = _load(f"registry://{plain.host}/demo/app:v2")
     by_digest = _load(f"registry://{plain.host}/demo/app@{by_tag.manifest_digest}", use_cache=False)
