@@ -245,6 +245,15 @@ def _config_digest(reg: Registry, repo: str, tag: str) -> str:
         return str(json.loads(resp.read())["config"]["digest"])
 
 
+def _layer_digests(reg: Registry, repo: str, tag: str) -> list[str]:
+    req = urllib.request.Request(
+        f"http://{reg.host}/v2/{repo}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return [str(layer["digest"]) for layer in json.loads(resp.read())["layers"]]
+
+
 def test_second_image_on_a_shared_base_fetches_only_its_own_layers(plain: Registry, tmp_path: Path) -> None:
     base = ib.ImageSpec(steps=(ib.run("make base", ib.file("etc/base.txt", b"base\n" * 1000)),))
     app = base.extend(ib.run("make app", ib.file("app/main", b"app\n" * 500)))
@@ -678,3 +687,44 @@ def test_plain_http_registry_elsewhere_than_loopback_needs_insecure(
     with pytest.raises(ImgscopeError, match=r"does not answer over TLS .*use --insecure"):
         _load(ref, use_cache=False)
     assert _load(ref, use_cache=False, insecure=True).layers
+
+
+def test_ci_baseline_in_the_registry_is_fetched_once(plain: Registry) -> None:
+    """ci checks DiffIDs, yet a warm baseline downloads no layer: its blobs' DiffIDs were recorded by digest."""
+    ref = f"registry://{plain.host}/demo/app:v2"
+    archive = str(SAMPLES / "demo-legacy.tar")
+    config = f"/v2/demo/app/blobs/{_config_digest(plain, 'demo/app', 'v2')}"
+    layers = {f"/v2/demo/app/blobs/{digest}" for digest in _layer_digests(plain, "demo/app", "v2")}
+    counts = []
+    for _ in range(2):
+        before = len(plain.requests())
+        done = _imgscope("ci", "--json", "--baseline", ref, "--max-growth", "1%", archive)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["growth"]["delta"] == 0
+        counts.append([p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p])
+    assert config in counts[0] and layers <= set(counts[0])
+    assert counts[1] == [config]
+    # audit checks DiffIDs too; the registry image it reads is vouched for the same way.
+    before = len(plain.requests())
+    done = _imgscope("audit", "--json", "--base", ref, archive)
+    assert done.returncode in (0, 1), done.stderr
+    assert [p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p] == [config]
+
+
+def test_vouched_layers_count_as_checked(plain: Registry) -> None:
+    ref = f"registry://{plain.host}/demo/app:v2"
+    cold = _load(ref, check_diff_ids=True)
+    warm = _load(ref, check_diff_ids=True)
+    assert cold.diff_ids_verified and warm.diff_ids_verified
+    # Without the record of what each blob held, a cached scan is not proof: the layers are read again.
+    from imgscope import cache
+
+    db = cache.open_cache()
+    for layer in cold.layers:
+        assert layer.digest is not None
+        db.put_blob(layer.digest, "sha256:" + "1" * 64)
+    before = len(plain.requests())
+    again = _load(ref, check_diff_ids=True)
+    fetched = [p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p]
+    assert {f"/v2/demo/app/blobs/{layer.digest}" for layer in cold.layers} <= set(fetched)
+    assert again.diff_ids_verified

@@ -119,7 +119,7 @@ def explore(
             parse_size(max_layer_bytes, "--max-layer-bytes")
         if no_color:
             os.environ["NO_COLOR"] = "1"
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         from imgscope.explore.app import ExploreApp
 
         app = ExploreApp(

@@ -8,6 +8,7 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
     InsecureOpt,
@@ -23,6 +24,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 
@@ -37,6 +39,7 @@ def inspect(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many of the largest files to list.")] = 10,
     json_: JsonOpt = False,
+    html: HtmlOpt = None,
     platform: PlatformOpt = None,
     image: ImageOpt = None,
     pull: PullOpt = False,
@@ -54,7 +57,7 @@ def inspect(
 
         if sort not in ("size", "path"):
             raise ImgscopeError(f"--sort {sort!r}: use size or path")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         img = load_image(ref, opts, quiet=json_)
         from imgscope import stack as stacking
 
@@ -62,6 +65,10 @@ def inspect(
             raise ImgscopeError(f"--layer {layer}: the image has layers 0 to {len(img.scans) - 1}")
         stacked = stacking.build(img)
         extra = _extra_sections(stacked)
+        if html is not None:
+            from imgscope.render.html import inspect_page
+
+            write_html(html, inspect_page(stacked, extra))
         if json_:
             from imgscope.render.json_report import inspect_report
 

@@ -62,7 +62,7 @@ def shared(
             raise ImgscopeError("give image references or --all, not both")
         if not all_ and not names:
             raise ImgscopeError("give at least one image reference, or --all for every daemon image")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         images = daemon_images(opts, quiet=json_) if all_ else [(n, load_image(n, opts, quiet=json_)) for n in names]
 
         from imgscope.analysis.shared import analyse

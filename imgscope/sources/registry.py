@@ -122,6 +122,20 @@ class RegistryStore:
             if isinstance(desc, dict) and isinstance(desc.get("digest"), str) and isinstance(desc.get("size"), int):
                 self._sizes[desc["digest"]] = desc["size"]
 
+    def remember(self, name: str, data: bytes) -> None:
+        """Hold bytes already fetched (and checked) under ``name``, so that reading it fetches nothing."""
+        self._read[name] = data
+
+    def vouched_diff_id(self, name: str) -> str | None:
+        """The DiffID this blob (by digest) held when it was last fetched and hashed, from the cache.
+
+        The blob's digest is what the manifest names and what a download is checked
+        against, so the DiffID recorded for it is that of these very bytes: a layer
+        whose config DiffID matches needs neither fetching nor hashing again, even
+        for ``ci`` and ``audit``, which otherwise check every DiffID (``--verify`` still does).
+        """
+        return self._cache.blob_diff_id(_digest_of(name)) if self._cache is not None else None
+
     def exists(self, name: str) -> bool:
         return name.startswith("blobs/")
 
@@ -302,8 +316,12 @@ def _plan(ref: RegistryRef, store: RegistryStore, options: LoadOptions) -> Image
         raise ImgscopeError(f"{store.label}: manifest {ref.reference} is not a JSON object")
     media = media if media in oci.INDEX_TYPES | oci.MANIFEST_TYPES else str(top.get("mediaType") or "")
     if media in oci.INDEX_TYPES or (not media and "manifests" in top):
+        # Walked from a one-entry index naming it, as a layout's index.json names an image: its
+        # platforms are then one image to choose a platform of, not several images to choose between.
+        store.remember(oci.blob_name(digest), data)
         store.note_index(top)
-        candidates, notes = oci.walk_index(store, top)
+        media = media or "application/vnd.oci.image.index.v1+json"
+        candidates, notes = oci.walk_index(store, {"manifests": [{"mediaType": media, "digest": digest}]})
         if not candidates and notes:
             raise ImgscopeError(f"{store.label}: no readable image: {notes[0]}")
         chosen = oci.choose(store, candidates, None, options.platform)
