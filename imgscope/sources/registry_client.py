@@ -243,7 +243,6 @@ class RegistryClient:
         self._scheme: str | None = None
         self._auth: str | None = None  # the Authorization header that worked
         self._challenge: tuple[str, dict[str, str]] | None = None
-        self._lock = threading.Lock()
         self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path)
 
