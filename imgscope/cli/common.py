@@ -37,6 +37,10 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or wri
 MaxLayerBytesOpt = Annotated[
     str | None, typer.Option("--max-layer-bytes", help="Stop on a layer that expands past SIZE (e.g. 2GB).")
 ]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="registry:// only: allow plain HTTP and unverified TLS for this registry."),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
 IecOpt = Annotated[bool, typer.Option("--iec", help="Show sizes in KiB, MiB, GiB instead of kB, MB, GB.")]
@@ -58,6 +62,7 @@ class SourceOptions:
     max_layer_bytes: str | None = None
     # Gates (audit, ci) always check DiffIDs against the bytes they read.
     check_diff_ids: bool = False
+    insecure: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -91,6 +96,7 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         check_diff_ids=opts.check_diff_ids,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
+        insecure=opts.insecure,
         visitor=visitor,
         progress=progress_cb,
     )

@@ -11,6 +11,7 @@ from imgscope.cli.common import (
     HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -45,6 +46,7 @@ def inspect(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -55,7 +57,7 @@ def inspect(
 
         if sort not in ("size", "path"):
             raise ImgscopeError(f"--sort {sort!r}: use size or path")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         img = load_image(ref, opts, quiet=json_)
         from imgscope import stack as stacking
 
