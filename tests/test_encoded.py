@@ -1,0 +1,128 @@
+"""The fast paths of issue 18 write and compute exactly what the plain ones do.
+
+Oracles: the dict path of ``inspect_report`` (``lazy=False``) printed by the
+generic JSON writer, which ``render.encoded`` must match byte for byte;
+``json.loads`` for validity; and straightforward per-path versions of the
+waste computations, written here, for the per-directory ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgscope import stack
+from imgscope.cli.common import print_json
+from imgscope.model import Image
+from imgscope.render.encoded import BATCH, EncodedList
+from imgscope.render.json_report import inspect_report
+from imgscope.sources.archive import load_path
+from imgscope.sources.common import LoadOptions
+from tests import imagebuild as ib
+
+ODD_NAMES = (
+    '/odd/quote"and\\backslash',
+    "/odd/tab\there",
+    "/odd/new\nline",
+    "/odd/ünïcödé-名前",
+    "/odd/caf\udce9.bin",  # not UTF-8: a lone surrogate, written as a JSON escape
+    "/odd/\u2028separator",
+)
+
+
+def _every_kind_of_change() -> ib.ImageSpec:
+    """Layers with every change kind and every optional key of a change line."""
+    base = ib.run(
+        "base",
+        ib.directory("/etc"),
+        ib.file("/etc/conf", "one", mode=0o644),
+        ib.file("/etc/owned", "x", uid=1000, gid=1000),
+        ib.file("/etc/group-only", "g", gid=5),
+        ib.file("/etc/same", "same"),
+        ib.file("/etc/touched", "t"),
+        ib.symlink("/etc/link", "conf"),
+        ib.file("/etc/becomes-link", "data"),
+        ib.directory("/gone"),
+        ib.file("/gone/a", "a" * 100),
+        ib.directory("/opaque"),
+        ib.file("/opaque/old", "o" * 50),
+        ib.file("/bin/tool", "tool", mode=0o755),
+        ib.hardlink("/bin/tool-again", "/bin/tool"),
+        ib.device("/dev/null", "char", 1, 3),
+        ib.device("/dev/sda", "block", 8, 0),
+        *(ib.file(name, name.encode("utf-8", "surrogateescape")) for name in ODD_NAMES),
+        ib.symlink("/odd/link-to-odd", ODD_NAMES[0]),
+    )
+    change = ib.run(
+        "change",
+        ib.file("/etc/conf", "two", mode=0o600),  # modified, mode differs
+        ib.file("/etc/owned", "x", uid=0, gid=0),  # metadata: owner
+        ib.file("/etc/group-only", "g", gid=6),  # metadata: group only
+        ib.file("/etc/same", "same"),  # re-shipped identical
+        ib.file("/etc/touched", "t", mtime=ib.T0 + 5),  # re-shipped, new mtime
+        ib.symlink("/etc/link", "other"),  # modified link target
+        ib.symlink("/etc/becomes-link", "conf"),  # type change file -> symlink
+        ib.whiteout("/gone"),
+        ib.opaque("/opaque"),
+        ib.file("/opaque/new", "n"),
+        ib.device("/dev/sda", "block", 8, 1),
+        ib.file("/odd/new\nline", "changed"),
+        ib.file("/var/lib/apt/lists/pkg", "l" * 5000),
+        ib.file("/root/.cache/pip/wheel", "w" * 3000),
+        ib.file("/srv/repo/.git/objects/ab", "g" * 700),
+        ib.file("/tmp/build/out.o", "o" * 900),
+        ib.file("/var/tmp/x", "x" * 10),
+        ib.file("/core", "c" * 5000),
+    )
+    back = ib.run(
+        "back",
+        ib.file("/etc/becomes-link", "a file again"),  # symlink -> file: old_link to null
+        ib.whiteout("/etc/link"),
+    )
+    return ib.ImageSpec(steps=(base, ib.nop('ENV A="b"'), change, back))
+
+
+def _printed(data: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    print_json(data)
+    return capsys.readouterr().out
+
+
+def _stacked(tmp_path: Path, spec: ib.ImageSpec) -> stack.Stack:
+    path = tmp_path / "image.tar"
+    ib.write_docker_archive(path, spec)
+    image: Image = load_path(path, str(path), None, LoadOptions(use_cache=False))
+    return stack.build(image)
+
+
+def test_encoded_lines_are_the_dict_path_byte_for_byte(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stacked = _stacked(tmp_path, _every_kind_of_change())
+    eager = _printed(inspect_report(stacked, top=5), capsys)
+    lazy = _printed(inspect_report(stacked, top=5, lazy=True), capsys)
+    assert lazy == eager
+    data = json.loads(lazy)
+    changes = [c for layer in data["layers"] for c in layer["changes"]]
+    keys = {k for c in changes for k in c}
+    # The image exercises every optional key of a change line.
+    assert {"old_layer", "old_size", "old_mode", "old_uid", "old_gid", "old_type", "old_link", "link", "cause"} <= keys
+    assert {c["kind"] for c in changes} == {"added", "modified", "metadata", "re-shipped", "removed"}
+    paths = {f["path"] for f in data["files"]}
+    assert set(ODD_NAMES) - {"/odd/caf\udce9.bin"} <= paths
+    assert '"/odd/caf\\udce9.bin"' in lazy  # the surrogate as an escape: the output is valid UTF-8
+    lazy.encode("utf-8")
+
+
+def test_encoded_list_crosses_batches(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"path": f"/f{i}", "size": i} for i in range(2 * BATCH + 3)]
+    eager = _printed({"rows": rows, "empty": []}, capsys)
+    lazy = _printed(
+        {
+            "rows": EncodedList(json.dumps(r, ensure_ascii=False) for r in rows),
+            "empty": EncodedList(iter([])),
+        },
+        capsys,
+    )
+    assert lazy == eager
+    assert json.loads(lazy)["rows"] == rows
