@@ -126,3 +126,75 @@ def test_encoded_list_crosses_batches(capsys: pytest.CaptureFixture[str]) -> Non
     )
     assert lazy == eager
     assert json.loads(lazy)["rows"] == rows
+
+
+def _junk_root_per_path(path: str, entry: Any) -> tuple[str, str] | None:
+    """The junk rules as written before issue 18, path by path: the oracle of the per-directory version."""
+    import posixpath
+    import re
+
+    if "/.git/" in path:
+        return "git", path[: path.index("/.git/") + len("/.git")]
+    if entry.type == "file" and entry.size >= 4096 and re.match(r"^core(\.\d+)?$", posixpath.basename(path)):
+        return "core-dump", path
+    for prefix, category in (
+        ("/var/lib/apt/lists/", "apt-lists"),
+        ("/var/cache/apt/", "apt-cache"),
+        ("/var/cache/apk/", "apk-cache"),
+        ("/etc/apk/cache/", "apk-cache"),
+        ("/var/cache/yum/", "yum-cache"),
+        ("/var/cache/dnf/", "dnf-cache"),
+        ("/var/cache/libdnf5/", "dnf-cache"),
+    ):
+        if path.startswith(prefix):
+            return category, prefix.rstrip("/")
+    for marker, category in (("/.cache/pip/", "pip-cache"), ("/.npm/", "npm-cache"), ("/.cache/yarn/", "yarn-cache")):
+        at = path.find(marker)
+        if at >= 0:
+            return category, path[: at + len(marker) - 1]
+    for tmp in ("/tmp/", "/var/tmp/"):
+        if path.startswith(tmp):
+            return "tmp", tmp + path[len(tmp) :].split("/", 1)[0]
+    return None
+
+
+JUNK_PATHS = (
+    "/var/lib/apt/lists/a",
+    "/var/lib/apt/lists/partial/b",
+    "/var/lib/apt/lists/core",  # a core dump wins over the apt lists
+    "/var/cache/apt/archives/x.deb",
+    "/root/.cache/pip/http/1",
+    "/home/u/.npm/_cacache/y",
+    "/home/u/.cache/yarn/v6/z",
+    "/srv/.git/HEAD",
+    "/srv/app/.git/objects/pack/p",
+    "/tmp/.git/x",  # git wins over tmp
+    "/tmp/file",  # right in /tmp: its own root
+    "/tmp/core.12",
+    "/tmp/dir/sub/f",
+    "/var/tmp/v",
+    "/var/tmp/d/w",
+    "/core",
+    "/usr/lib/core.py",
+    "/usr/bin/core",  # too small to be a core dump
+    "/etc/hostname",
+)
+
+
+def test_junk_per_directory_matches_the_per_path_rules(tmp_path: Path) -> None:
+    from imgscope.analysis import waste
+
+    entries = [ib.file(p, "x" * (5000 if "core" in p and p != "/usr/bin/core" else 10)) for p in JUNK_PATHS]
+    stacked = _stacked(tmp_path, ib.ImageSpec(steps=(ib.run("junk", *entries), ib.run("more", ib.file("/tmp/2", "y")))))
+    expected: dict[tuple[str, str, int], list[int]] = {}
+    for path, found in stacked.final.items():
+        hit = None if found.entry.type == "dir" else _junk_root_per_path(path, found.entry)
+        assert waste.junk_root(path, found.entry) == hit
+        if hit is not None:
+            acc = expected.setdefault((hit[0], hit[1], found.layer), [0, 0])
+            acc[0] += found.entry.size
+            acc[1] += 1
+    got = {(j.category, j.path, j.layer): [j.bytes, j.files] for j in waste.junk(stacked, {})}
+    assert got == expected
+    assert ("tmp", "/tmp/file", 0) in got and ("core-dump", "/var/lib/apt/lists/core", 0) in got
+    assert ("git", "/tmp/.git", 0) in got and ("tmp", "/tmp/2", 1) in got
