@@ -198,3 +198,21 @@ def test_junk_per_directory_matches_the_per_path_rules(tmp_path: Path) -> None:
     assert got == expected
     assert ("tmp", "/tmp/file", 0) in got and ("core-dump", "/var/lib/apt/lists/core", 0) in got
     assert ("git", "/tmp/.git", 0) in got and ("tmp", "/tmp/2", 1) in got
+
+
+def test_a_command_imports_no_pydantic() -> None:
+    """typer 0.29 validates options with pydantic (0.1 s of CPU a command): the pin in pyproject keeps it out."""
+    import subprocess
+    import sys
+
+    sample = Path(__file__).resolve().parents[1] / "sample_images" / "demo-legacy.tar"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "imgscope", "inspect", str(sample), "--json", "--no-cache"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "imgscope.render.encoded" in modules  # the trace is real
+    assert not {m for m in modules if m.split(".")[0] in ("pydantic", "pydantic_core")}
+    assert json.loads(done.stdout)["files"]
