@@ -8,6 +8,7 @@ waste computations, written here, for the per-directory ones.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,71 @@ def test_a_command_imports_no_pydantic() -> None:
     assert "imgscope.render.encoded" in modules  # the trace is real
     assert not {m for m in modules if m.split(".")[0] in ("pydantic", "pydantic_core")}
     assert json.loads(done.stdout)["files"]
+
+
+class _Trickle(io.RawIOBase):
+    """A source that hands out at most ``step`` bytes a read, as a socket does."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = memoryview(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._step, len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+@pytest.mark.parametrize("step", [1 << 20, 70_001, 512])
+def test_streamed_members_read_past_tarfile_are_the_same_scans(
+    tmp_path: Path, step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save stream read with the direct member reader gives the scans of the seekable archive."""
+    from imgscope.sources import store
+    from imgscope.sources.archive import plan_store
+    from imgscope.sources.common import load_plan
+
+    spec = _every_kind_of_change()
+    spec = spec.extend(ib.run("big", *(ib.file(f"/big/{i}", bytes([i]) * (300_000 + i)) for i in range(12))))
+    path = tmp_path / "image.tar"
+    built = ib.write_docker_archive(path, spec)
+    seekable = load_path(path, str(path), None, LoadOptions(use_cache=False, verify=True))
+
+    used: list[int] = []
+    real_of = store._StreamMember.of
+
+    def counting_of(*args: Any) -> Any:
+        reader = real_of(*args)
+        used.append(reader is not None)
+        return reader
+
+    monkeypatch.setattr(store._StreamMember, "of", counting_of)
+    source = io.BufferedReader(_Trickle(path.read_bytes(), step), 1 << 16)
+    streamed = store.StreamStore(source, "stream")
+    plan, fmt = plan_store(streamed, None, None)
+    image = load_plan(streamed, plan, "stream", fmt, LoadOptions(use_cache=False, verify=True))
+    assert image.scans == seekable.scans
+    assert [s.diff_id for s in image.scans] == built.diff_ids
+    assert used and all(used)  # every member went the direct way
+    assert json.loads(streamed.read("manifest.json"))[0]["Layers"]
+
+
+def test_stream_member_reader_stands_aside_for_a_compressed_stream(tmp_path: Path) -> None:
+    import tarfile
+
+    from imgscope.sources import store
+
+    path = tmp_path / "one.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("a")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    counted = store._Counted(io.BytesIO(path.read_bytes()))
+    with tarfile.open(fileobj=counted, mode="r|gz") as tf:  # type: ignore[call-overload]
+        member = tf.next()
+        assert member is not None
+        assert store._StreamMember.of(tf, member, counted) is None
