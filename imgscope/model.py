@@ -144,6 +144,9 @@ class Image:
     manifest_digest: str | None = None
     tags: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Whether every layer's DiffID was computed from the bytes read in this run and matched
+    # the config (False for layers from the scan cache or taken on trust).
+    diff_ids_verified: bool = False
 
     @property
     def size(self) -> int:

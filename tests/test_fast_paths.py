@@ -77,6 +77,7 @@ def _every_kind_of_change() -> ib.ImageSpec:
         ib.file("/tmp/build/out.o", "o" * 900),
         ib.file("/var/tmp/x", "x" * 10),
         ib.file("/core", "c" * 5000),
+        ib.whiteout("/bin/tool"),  # its hard link keeps the content: kept_by
     )
     back = ib.run(
         "back",
@@ -107,7 +108,8 @@ def test_encoded_lines_are_the_dict_path_byte_for_byte(tmp_path: Path, capsys: p
     changes = [c for layer in data["layers"] for c in layer["changes"]]
     keys = {k for c in changes for k in c}
     # The image exercises every optional key of a change line.
-    assert {"old_layer", "old_size", "old_mode", "old_uid", "old_gid", "old_type", "old_link", "link", "cause"} <= keys
+    optional = {"old_layer", "old_size", "old_mode", "old_uid", "old_gid", "old_type", "old_link", "link", "cause"}
+    assert optional | {"kept_by"} <= keys
     assert {c["kind"] for c in changes} == {"added", "modified", "metadata", "re-shipped", "removed"}
     paths = {f["path"] for f in data["files"]}
     assert set(ODD_NAMES) - {"/odd/caf\udce9.bin"} <= paths

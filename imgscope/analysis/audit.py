@@ -816,7 +816,8 @@ def audit(
         )
     findings += _config_findings(stack.image.config, stack.steps)
     findings += _history_findings(stack)
-    warnings: list[str] = []
+    # What loading the image found (a DiffID that does not match the config...): a gate must show it.
+    warnings: list[str] = list(stack.image.warnings)
     base_info = None
     if base is not None:
         base_info = _base_info(stack.image, base)

@@ -214,8 +214,8 @@ def ledger(stack: Stack) -> list[WastedCopy]:
     for result in stack.layers:
         for change in result.changes:
             old = change.old
-            if old is None or old.type == DIR or change.old_layer is None:
-                continue
+            if old is None or old.type == DIR or change.old_layer is None or change.kept_by:
+                continue  # (a hard link that kept the content shows those bytes: not wasted)
             cause, detail = _cause(change.kind, old, change.entry, change.cause)
             out.append(WastedCopy(change.path, old.size, cause, change.old_layer, result.index, detail))
     return out

@@ -16,6 +16,7 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
     JsonOpt,
@@ -30,6 +31,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ def audit(
         typer.Option("--base", help="Base image: findings it already has are marked inherited, one severity lower."),
     ] = None,
     sarif: Annotated[Path | None, typer.Option("--sarif", help="Write a SARIF 2.1.0 log to FILE.")] = None,
+    html: HtmlOpt = None,
     ignore_file: Annotated[
         Path | None,
         typer.Option("--ignore-file", help="Ignore file (default: .imgscopeignore in this directory, when present)."),
@@ -80,11 +83,11 @@ def audit(
         if ignore_path is None and Path(auditing.DEFAULT_IGNORE_FILE).is_file():
             ignore_path = Path(auditing.DEFAULT_IGNORE_FILE)
         ignore = auditing.load_ignore(ignore_path) if ignore_path is not None else ()
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
         scanner = ContentScanner(limit)
         img = load_image(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
-        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes)
+        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
             stacking.build(img),
@@ -98,6 +101,10 @@ def audit(
         )
         if sarif is not None:
             _write_sarif(sarif, report)
+        if html is not None:
+            from imgscope.render.html import audit_page
+
+            write_html(html, audit_page(report))
         if json_:
             from imgscope.render.audit import to_dict
 

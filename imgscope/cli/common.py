@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -41,6 +42,9 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of erro
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
 IecOpt = Annotated[bool, typer.Option("--iec", help="Show sizes in KiB, MiB, GiB instead of kB, MB, GB.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON on stdout.")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Also write a self-contained HTML report to FILE (opens offline).")
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class SourceOptions:
     verify: bool = False
     no_cache: bool = False
     max_layer_bytes: str | None = None
+    # Gates (audit, ci) always check DiffIDs against the bytes they read.
+    check_diff_ids: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -83,6 +89,7 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         image=opts.image,
         pull=opts.pull,
         verify=opts.verify,
+        check_diff_ids=opts.check_diff_ids,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
         visitor=visitor,
@@ -246,3 +253,11 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         raise typer.Exit(130) from None
+
+
+def write_html(path: Path, text: str) -> None:
+    """Write an ``--html`` report; a file that cannot be written is a user error (exit 2)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ImgscopeError(f"--html {path}: cannot write ({exc.strerror or exc})") from exc

@@ -12,6 +12,7 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
     JsonOpt,
@@ -26,6 +27,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 FORMATS = ("text", "json", "markdown")
@@ -36,6 +38,7 @@ def diff(
     ref_b: Annotated[str, typer.Argument(metavar="REF_B", help="The new image (any REF).")],
     format_: Annotated[str, typer.Option("--format", help="Output: text, json or markdown.")] = "text",
     json_: JsonOpt = False,
+    html: HtmlOpt = None,
     path: Annotated[
         list[str] | None,
         typer.Option("--path", help="Only paths matching GLOB (or under a matching directory). Repeatable."),
@@ -78,6 +81,10 @@ def diff(
             stacking.build(img_a), stacking.build(img_b), paths=path or (), ignores=ignore or (), mtime=mtime
         )
         shown_top = top or None
+        if html is not None:
+            from imgscope.render.html import diff_page
+
+            write_html(html, diff_page(result))
         if fmt == "json":
             from imgscope.render.diff import to_dict
 

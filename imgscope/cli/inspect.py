@@ -8,6 +8,7 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
     JsonOpt,
@@ -22,6 +23,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 
@@ -36,6 +38,7 @@ def inspect(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many of the largest files to list.")] = 10,
     json_: JsonOpt = False,
+    html: HtmlOpt = None,
     platform: PlatformOpt = None,
     image: ImageOpt = None,
     pull: PullOpt = False,
@@ -65,6 +68,10 @@ def inspect(
         with paused_gc():
             stacked = stacking.build(img)
             extra = _extra_sections(stacked)
+            if html is not None:
+                from imgscope.render.html import inspect_page
+
+                write_html(html, inspect_page(stacked, extra))
             if json_:
                 from imgscope.render.json_report import inspect_report
 

@@ -223,6 +223,7 @@ def to_dict(report: AuditReport) -> dict[str, Any]:
             "source": image.source,
             "id": image.image_id,
             "manifest_digest": image.manifest_digest,
+            "diff_ids_verified": image.diff_ids_verified,
             "tags": list(image.tags),
             "platform": image.config.platform,
             "layer_count": len(image.scans),

@@ -115,4 +115,6 @@ def change_lines(changes: Iterable[Change]) -> Iterator[str]:
             line += f', "link": {enc(shown.link)}'
         if change.cause:
             line += f', "cause": {enc(change.cause)}'
+        if change.kept_by:
+            line += f', "kept_by": {enc(change.kept_by)}'
         yield line + "}"

@@ -26,6 +26,7 @@ def image_dict(image: Image) -> dict[str, Any]:
         "source": image.source,
         "id": image.image_id,
         "manifest_digest": image.manifest_digest,
+        "diff_ids_verified": image.diff_ids_verified,
         "tags": list(image.tags),
         "os": cfg.os,
         "architecture": cfg.architecture,
@@ -100,6 +101,8 @@ def change_dict(change: Change) -> dict[str, Any]:
         out["link"] = shown.link
     if change.cause:
         out["cause"] = change.cause
+    if change.kept_by:
+        out["kept_by"] = change.kept_by
     return out
 
 

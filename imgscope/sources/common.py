@@ -31,6 +31,9 @@ class LoadOptions:
     image: str | None = None
     pull: bool = False
     verify: bool = False
+    # Hash every layer read and compare with the config (no trusted DiffID, no cache read),
+    # even without --verify: a mismatch is then a warning.  audit and ci always do.
+    check_diff_ids: bool = False
     use_cache: bool = True
     max_layer_bytes: int | None = None
     visitor: ContentVisitor | None = field(default=None, compare=False)
@@ -186,7 +189,7 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
         _check_media_type(ref, store.label)
     _check_repeats(plan.layers, config.diff_ids, store.label)
     with paused_gc():
-        scans = scan_layers(store, plan.layers, config.diff_ids, options)
+        scans, verified = scan_layers(store, plan.layers, config.diff_ids, options)
     for i, (scan, expected) in enumerate(zip(scans, config.diff_ids, strict=True)):
         if scan.diff_id != expected:
             message = (
@@ -222,24 +225,32 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
         manifest_digest=plan.manifest_digest,
         tags=plan.tags,
         warnings=tuple(warnings),
+        diff_ids_verified=verified and all(s.diff_id == d for s, d in zip(scans, config.diff_ids, strict=True)),
     )
 
 
 def scan_layers(
     store: Store, refs: tuple[LayerRef, ...], diff_ids: tuple[str, ...], options: LoadOptions
-) -> list[LayerScan]:
-    """Scan every layer once (a blob repeated in the image is scanned once), using the cache."""
+) -> tuple[list[LayerScan], bool]:
+    """Scan every layer once (a blob repeated in the image is scanned once), using the cache.
+
+    Also says whether every DiffID was computed from the bytes read in this run
+    (not taken from the cache or on trust from the config).
+    """
     from imgscope import cache
 
     results: dict[str, LayerScan] = {}
+    checking = options.verify or options.check_diff_ids
+    verified = True
     db = cache.open_cache() if options.use_cache and options.visitor is None else None
     todo: list[str] = []
     for ref, diff_id in zip(refs, diff_ids, strict=True):
         if ref.name in results or ref.name in todo:
             continue
-        hit = db.get(diff_id) if db is not None and not options.verify else None
+        hit = db.get(diff_id) if db is not None and not checking else None
         if hit is not None:
             results[ref.name] = hit
+            verified = False  # scanned from other bytes with this DiffID: these were not read
         else:
             todo.append(ref.name)
     if todo:
@@ -255,11 +266,12 @@ def scan_layers(
         # something rests on it: --verify, or a scan that will key the cache.  Otherwise (--no-cache,
         # content visitors) the config's DiffID is taken as the scan's, as --verify's help promises.
         trusted: list[str | None] | None = None
-        if db is None and not options.verify:
+        if db is None and not checking:
             by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
             # Only a well-formed DiffID is taken on trust: a damaged config's is computed instead,
             # so the report holds a real digest and the mismatch is reported below.
             trusted = [by_name[name] if _DIGEST.fullmatch(by_name[name]) else None for name in todo]
+        t_by_name = dict(zip(todo, trusted, strict=True)) if trusted is not None else {}
         scanned = store.scan_many(
             todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick, trusted=trusted
         )
@@ -269,8 +281,11 @@ def scan_layers(
                 # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
                 # DiffID too; such a scan never keys the cache.
                 results[name] = dataclasses.replace(scan, diff_id=by_ref[name])
+                verified = False
                 continue
             results[name] = scan
+            if t_by_name.get(name):
+                verified = False
             if db is not None:
                 db.put(scan)
-    return [results[ref.name] for ref in refs]
+    return [results[ref.name] for ref in refs], verified
