@@ -372,15 +372,7 @@ def dive_figures(stack: Stack) -> DiveFigures:
             _graft_adds(lower, implied, own)
         for path, entry in own.items():
             if path not in parents:
-                size = entry.tar_size
-                if path in cum:  # visit(), inlined: once per entry of every layer
-                    cum[path] += size
-                    if size < least[path]:
-                        least[path] = size
-                    visits[path] += 1
-                else:
-                    cum[path] = least[path] = size
-                    visits[path] = 1
+                visit(path, entry.tar_size)
         for path in opaques:
             if path not in own and path not in parents:
                 visit(path, 0)  # the directory of an opaque marker, with nothing else in it
