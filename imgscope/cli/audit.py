@@ -112,7 +112,8 @@ def audit(
         else:
             from imgscope.render.audit import render
 
-            make_console(no_color).print(render(report, iec), soft_wrap=True)
+            # Wrapped to the terminal (COLUMNS when piped): the report must read at 80 columns.
+            make_console(no_color).print(render(report, iec))
         if report.exit_code:
             raise typer.Exit(report.exit_code)
 

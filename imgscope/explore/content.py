@@ -21,6 +21,7 @@ import xxhash
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import Entry
+from imgscope.redact import redact
 
 if TYPE_CHECKING:
     from imgscope.cli.common import SourceOptions
@@ -48,8 +49,12 @@ class FileContent:
         return is_text(self.data)
 
     def text(self) -> str:
-        """The content decoded as UTF-8 (invalid bytes replaced), for text files."""
-        return self.data.decode("utf-8", "replace")
+        """The content decoded as UTF-8 (invalid bytes replaced), secrets masked, for text files.
+
+        The viewer is an output like any other: a ``.env`` or a config file
+        shows ``SECRET_KEY=********``, never the value (``imgscope.redact``).
+        """
+        return redact(self.data.decode("utf-8", "replace"))
 
 
 def is_text(data: bytes) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import HistoryEntry, Image, ImageConfig, LayerInfo, LayerScan
+from imgscope.redact import redact_config
 from imgscope.scan import ContentVisitor, paused_gc
 from imgscope.sources.store import UNKNOWN_DIFF_ID, Store
 
@@ -99,7 +100,12 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def parse_config(data: bytes, what: str) -> ImageConfig:
-    """Read an image config (OCI or Docker); tolerate missing or odd fields."""
+    """Read an image config (OCI or Docker); tolerate missing or odd fields.
+
+    Every text the image supplies is redacted here, once (``imgscope.redact``):
+    this is where image text enters the model, so no command or format can
+    show a secret from the history, ENV, LABEL or CMD.
+    """
     raw = load_json(data, what)
     if not isinstance(raw, dict):
         raise ImgscopeError(f"{what} is not an image config (not a JSON object)")
@@ -125,23 +131,25 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
             )
     labels = cfg.get("Labels") or {}
     health = cfg.get("Healthcheck") or None
-    return ImageConfig(
-        architecture=str(raw.get("architecture") or ""),
-        os=str(raw.get("os") or ""),
-        variant=str(raw.get("variant") or ""),
-        created=_text(raw.get("created")),
-        entrypoint=_strings(cfg.get("Entrypoint")),
-        cmd=_strings(cfg.get("Cmd")),
-        env=_strings(cfg.get("Env")) or (),
-        user=str(cfg.get("User") or ""),
-        working_dir=str(cfg.get("WorkingDir") or ""),
-        exposed_ports=_names(cfg.get("ExposedPorts")),
-        volumes=_names(cfg.get("Volumes")),
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
-        healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
-        diff_ids=tuple(str(d) for d in diff_ids),
-        history=tuple(history),
-        raw=raw,
+    return redact_config(
+        ImageConfig(
+            architecture=str(raw.get("architecture") or ""),
+            os=str(raw.get("os") or ""),
+            variant=str(raw.get("variant") or ""),
+            created=_text(raw.get("created")),
+            entrypoint=_strings(cfg.get("Entrypoint")),
+            cmd=_strings(cfg.get("Cmd")),
+            env=_strings(cfg.get("Env")) or (),
+            user=str(cfg.get("User") or ""),
+            working_dir=str(cfg.get("WorkingDir") or ""),
+            exposed_ports=_names(cfg.get("ExposedPorts")),
+            volumes=_names(cfg.get("Volumes")),
+            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
+            healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
+            diff_ids=tuple(str(d) for d in diff_ids),
+            history=tuple(history),
+            raw=raw,
+        )
     )
 
 
