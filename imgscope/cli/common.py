@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imgscope.errors import ImgscopeError
+from imgscope.render.encoded import EncodedList
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,7 +150,7 @@ class _JsonOut:
 
 
 # What is not written on one line: containers, and the generators of a lazy report.
-_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map))
+_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList))
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -210,6 +211,14 @@ def _write_json(value: Any, out: _JsonOut, pad: str, encode: Callable[[Any], str
                 _write_json(item, out, inner, encode)
             sep = between
         out.write(f"\n{pad}]")
+    elif kind is EncodedList:  # JSON text made on demand (render.encoded): one item per line
+        inner = pad + "  "
+        sep = "[\n" + inner
+        between = ",\n" + inner
+        for batch in value.batches():
+            out.write(sep + between.join(batch))
+            sep = between
+        out.write("[]" if sep.startswith("[") else f"\n{pad}]")
     elif isinstance(value, Iterator):  # a lazily made list (inspect_report(lazy=True)): one item at a time
         inner = pad + "  "
         sep = "[\n" + inner
