@@ -256,6 +256,16 @@ def _fifo_reader_started(fifo: Path) -> io.BufferedWriter:
     return open(fifo, "wb")
 
 
+def _interruptible() -> None:
+    """Give the child Ctrl-C as a terminal does.
+
+    A shell starts background jobs with SIGINT ignored and children inherit that
+    (Python then installs no KeyboardInterrupt handler), so a suite run with ``&``
+    would otherwise test a process that cannot be interrupted at all.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_without_traceback(sandbox: Sandbox) -> None:
     """SIGINT while imgscope waits on an endless input (a FIFO fed a gzip stream that never ends)."""
     import zlib
@@ -268,6 +278,7 @@ def test_ctrl_c_exits_130_without_traceback(sandbox: Sandbox) -> None:
         stderr=subprocess.PIPE,
         env=child_env(sandbox),
         cwd=sandbox.cwd,
+        preexec_fn=_interruptible,
     )
     try:
         writer = _fifo_reader_started(fifo)
@@ -341,6 +352,7 @@ def test_ctrl_c_during_parallel_scan_stops_workers_quietly(slow_side: str, sandb
         env=child_env(sandbox),
         cwd=sandbox.cwd,
         start_new_session=True,  # its own process group, as a shell gives it
+        preexec_fn=_interruptible,
     )
     try:
         deadline = time.monotonic() + 30

@@ -19,6 +19,7 @@ from imgscope.cli.common import (
     HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -64,6 +65,7 @@ def audit(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -83,11 +85,15 @@ def audit(
         if ignore_path is None and Path(auditing.DEFAULT_IGNORE_FILE).is_file():
             ignore_path = Path(auditing.DEFAULT_IGNORE_FILE)
         ignore = auditing.load_ignore(ignore_path) if ignore_path is not None else ()
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
+        opts = SourceOptions(
+            platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         scanner = ContentScanner(limit)
         img = load_image(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
-        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
+        base_opts = SourceOptions(
+            platform, None, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
             stacking.build(img),

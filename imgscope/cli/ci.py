@@ -21,6 +21,7 @@ from imgscope.cli.common import (
     HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -89,6 +90,7 @@ def ci(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -115,7 +117,9 @@ def ci(
             name: (value if isinstance(value, list) else [value]) for name, value in given.items() if value is not None
         }
         settings = ciconfig.load_settings(config, options, baseline)
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True)
+        opts = SourceOptions(
+            platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         img = load_image(ref, opts, quiet=json_)
         stacked = stacking.build(img)
         report_waste = waste.analyse(stacked)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from imgscope.errors import ImgscopeError
+from imgscope.render.encoded import EncodedList
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,6 +37,10 @@ VerifyOpt = Annotated[bool, typer.Option("--verify", help="Check every blob dige
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the layer scan cache.")]
 MaxLayerBytesOpt = Annotated[
     str | None, typer.Option("--max-layer-bytes", help="Stop on a layer that expands past SIZE (e.g. 2GB).")
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="registry:// only: allow plain HTTP and unverified TLS for this registry."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
@@ -58,6 +63,7 @@ class SourceOptions:
     max_layer_bytes: str | None = None
     # Gates (audit, ci) always check DiffIDs against the bytes they read.
     check_diff_ids: bool = False
+    insecure: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -97,6 +103,7 @@ def load_image(
         check_diff_ids=opts.check_diff_ids,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
+        insecure=opts.insecure,
         visitor=visitor,
         progress=progress_cb,
     )
@@ -149,7 +156,7 @@ class _JsonOut:
 
 
 # What is not written on one line: containers, and the generators of a lazy report.
-_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map))
+_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList))
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -210,6 +217,14 @@ def _write_json(value: Any, out: _JsonOut, pad: str, encode: Callable[[Any], str
                 _write_json(item, out, inner, encode)
             sep = between
         out.write(f"\n{pad}]")
+    elif kind is EncodedList:  # JSON text made on demand (render.encoded): one item per line
+        inner = pad + "  "
+        sep = "[\n" + inner
+        between = ",\n" + inner
+        for batch in value.batches():
+            out.write(sep + between.join(batch))
+            sep = between
+        out.write("[]" if sep.startswith("[") else f"\n{pad}]")
     elif isinstance(value, Iterator):  # a lazily made list (inspect_report(lazy=True)): one item at a time
         inner = pad + "  "
         sep = "[\n" + inner

@@ -15,6 +15,7 @@ from imgscope.cli.common import (
     HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -58,6 +59,7 @@ def diff(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -69,7 +71,7 @@ def diff(
         fmt = "json" if json_ else format_
         if fmt not in FORMATS:
             raise ImgscopeError(f"--format {format_!r}: use text, json or markdown")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         quiet = fmt != "text"
         img_a = load_image(ref_a, opts, quiet=quiet)
         img_b = load_image(ref_b, opts, quiet=quiet)

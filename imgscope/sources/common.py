@@ -37,6 +37,7 @@ class LoadOptions:
     check_diff_ids: bool = False
     use_cache: bool = True
     max_layer_bytes: int | None = None
+    insecure: bool = False
     visitor: ContentVisitor | None = field(default=None, compare=False)
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
 
@@ -243,7 +244,10 @@ def scan_layers(
     """Scan every layer once (a blob repeated in the image is scanned once), using the cache.
 
     Also says whether every DiffID was computed from the bytes read in this run
-    (not taken from the cache or on trust from the config).
+    (not taken from the cache or on trust from the config).  A store may vouch
+    for a layer's DiffID without reading it (``vouched_diff_id``: a registry blob
+    whose digest was seen to hold it): such a layer counts as checked, and its
+    cached scan is used even by the commands that check DiffIDs; not by --verify.
     """
     from imgscope import cache
 
@@ -251,14 +255,17 @@ def scan_layers(
     checking = options.verify or options.check_diff_ids
     verified = True
     db = cache.open_cache() if options.use_cache and options.visitor is None else None
+    vouch = getattr(store, "vouched_diff_id", None) if db is not None and not options.verify else None
     todo: list[str] = []
     for ref, diff_id in zip(refs, diff_ids, strict=True):
         if ref.name in results or ref.name in todo:
             continue
-        hit = db.get(diff_id) if db is not None and not checking else None
+        vouched = vouch is not None and vouch(ref.name) == diff_id
+        hit = db.get(diff_id) if db is not None and (not checking or vouched) else None
         if hit is not None:
             results[ref.name] = hit
-            verified = False  # scanned from other bytes with this DiffID: these were not read
+            if not vouched:
+                verified = False  # scanned from other bytes with this DiffID: these were not read
         else:
             todo.append(ref.name)
     if todo:
