@@ -61,6 +61,8 @@ Loader = Callable[[Progress], ExploreModel]
 Reader = Callable[[str, int, Entry], FileContent]
 Auditor = Callable[[], tuple[list[Finding], int] | None]
 
+AUDIT_NONE, AUDIT_RUNNING, AUDIT_DONE, AUDIT_FAILED = "none", "running", "done", "failed"
+
 HIDE_KEYS = {HIDE_ADDED: "A", HIDE_REMOVED: "R", HIDE_MODIFIED: "M", HIDE_UNCHANGED: "U"}
 
 HELP = [
@@ -387,7 +389,13 @@ class BrowserScreen(Screen[None]):
         out.append("\n")
         if s.audit_available:
             out.append(f"audit: {s.finding_total} finding(s), {s.finding_count} on files (marked ⚑)")
-            out.append("" if s.content_audited else " · file contents: checking…", style="dim")
+            state = self.app.audit_state if isinstance(self.app, ExploreApp) else AUDIT_NONE
+            if s.content_audited:
+                out.append(" · contents checked", style="dim")
+            elif state == AUDIT_FAILED:
+                out.append(" · contents not checked", style="yellow")
+            elif state == AUDIT_RUNNING:
+                out.append(" · checking contents…", style="dim")
         else:
             out.append("audit: not available in this version", style="dim")
         return out
@@ -799,6 +807,10 @@ class ExploreApp(App[int]):
         self.iec = iec
         self.what = what
         self.error: ImgscopeError | None = None
+        #: An unexpected exception that ended the app (the CLI prints one line and exits 1).
+        self.crash: BaseException | None = None
+        #: Where the content audit is: none asked, running, done or failed (shown in the summary).
+        self.audit_state = AUDIT_NONE
 
     def _freeze(self) -> None:
         """Take the (large, long-lived) model out of the cyclic garbage collector's scans.
@@ -847,28 +859,60 @@ class ExploreApp(App[int]):
     def start_audit(self) -> None:
         """Start the content audit (once the browser is on screen to show its result)."""
         if self.auditor is not None and self.model is not None and self.model.audit_available:
+            self.audit_state = AUDIT_RUNNING
             self._run_audit()
 
     @work(thread=True, exclusive=True, group="audit")
     def _run_audit(self) -> None:
-        """The content audit runs elsewhere (a child process); this thread only waits for it."""
+        """The content audit runs elsewhere (a child process); this thread only waits for it.
+
+        Whatever goes wrong there becomes a one-line notice: the browser stays up
+        with the findings it has (names, modes and config), never a traceback.
+        """
         assert self.auditor is not None
         try:
             result = self.auditor()
         except ImgscopeError as exc:
-            self.call_from_thread(self.notify, f"audit of file contents failed: {exc.message}", markup=False)
+            self.call_from_thread(self._audit_failed, exc.message)
             return
-        if result is not None:
+        except Exception as exc:
+            self.call_from_thread(self._audit_failed, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        if result is None:
+            self.call_from_thread(self._audit_failed, "the audit module is not installed")
+        else:
             self.call_from_thread(self._audited, *result)
 
-    def _audited(self, findings: list[Finding], total: int) -> None:
-        assert self.model is not None
-        self.model.set_findings(findings, total, content_audited=True)
+    def _audit_failed(self, message: str) -> None:
+        self.audit_state = AUDIT_FAILED
+        self.notify(f"audit of file contents failed: {message}", severity="warning", markup=False, timeout=10)
+        self._audit_shown()
+
+    def _audit_shown(self) -> None:
         try:
             browser = self.browser
         except LookupError:
             return
         browser.findings_changed()
+
+    def _audited(self, findings: list[Finding], total: int) -> None:
+        assert self.model is not None
+        self.model.set_findings(findings, total, content_audited=True)
+        self.audit_state = AUDIT_DONE
+        self._audit_shown()
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug ends the app quietly: kept in :attr:`crash` for the CLI's one line, no traceback on screen.
+
+        Under a test pilot the exception is still re-raised by textual (it
+        keeps the first one in ``_exception``), so tests see the failure.
+        """
+        self.crash = error
+        self._return_code = 1
+        if self._exception is None:
+            self._exception = error
+            self._exception_event.set()
+        self._close_messages_no_wait()
 
     def _failed(self, exc: ImgscopeError) -> None:
         self.error = exc
