@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -32,6 +32,9 @@ from imgscope.render.console import printable
 from imgscope.units import format_size
 
 SCHEMA_VERSION = 1
+
+#: Below this many columns findings are a list (one block each), not a table of wrapped cells.
+LIST_BELOW = 110
 
 SEVERITY_STYLE = {CRITICAL: "bold white on red", HIGH: "bold red", MEDIUM: "yellow", LOW: "cyan", INFO: "dim"}
 STEP_WIDTH = 48
@@ -91,6 +94,49 @@ def findings_table(findings: tuple[Finding, ...], iec: bool = False, title: str 
     return table
 
 
+class Findings:
+    """The findings as a table at 110 columns and more, as a list below (where a table wraps every cell).
+
+    Why: at 80 columns (a CI log) four columns leave each finding's message a
+    dozen cells and every finding takes five lines; a block per finding keeps
+    the severity, rule and where on one line and the message whole.
+    """
+
+    def __init__(self, findings: tuple[Finding, ...], iec: bool = False, title: str | None = None) -> None:
+        self.findings = findings
+        self.iec = iec
+        self.title = title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width >= LIST_BELOW:
+            yield findings_table(self.findings, self.iec, self.title)
+            return
+        if self.title:
+            yield Text(self.title, style="italic")
+        for f in self.findings:
+            yield findings_block(f, self.iec)
+
+
+def findings_block(f: Finding, iec: bool = False) -> Text:
+    """One finding as a few short lines: severity and rule, the message, where, the evidence."""
+    text = Text()
+    text.append(f.severity.upper(), style=SEVERITY_STYLE[f.severity])
+    if f.inherited:
+        text.append(f" (was {f.rule_severity})", style="dim")
+    text.append(f"  {f.rule}", style="bold")
+    if f.bytes:
+        text.append(f"  {format_size(f.bytes, iec)}")
+    text.append("\n  " + printable(f.message))
+    text.append("\n  ")
+    where = _layer_text(f)
+    if where != "-":
+        text.append(printable(where) + " · ", style="dim")
+    text.append_text(_status_text(f))
+    if f.evidence:
+        text.append("\n  " + printable(f.evidence), style="dim")
+    return text
+
+
 def _counts_line(report: AuditReport) -> Text:
     counts = report.counts()
     text = Text()
@@ -125,7 +171,7 @@ def render(report: AuditReport, iec: bool = False) -> RenderableType:
         state = "its layers are this image's first layers" if base.prefix else "not a ChainID prefix: ignored"
         parts.append(Text(f"Base {printable(base.reference)}: {base.layers} layers, {state}", style="dim"))
     if report.findings:
-        parts.append(findings_table(report.findings, iec))
+        parts.append(Findings(report.findings, iec))
     if report.ignored:
         table = Table(title=f"Ignored by {report.ignore_file or 'the ignore file'}", title_justify="left")
         table.add_column("Severity", no_wrap=True)
