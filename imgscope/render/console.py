@@ -230,6 +230,18 @@ def changes_cell(result: LayerResult, iec: bool = False) -> Text:
     return text if text else Text("-", style="dim")
 
 
+def layer_header(stack: Stack, layer: int, iec: bool = False) -> Text:
+    """One line for ``inspect --layer N``: which image, which layer of how many, its size and counts."""
+    result = stack.layers[layer]
+    text = Text()
+    text.append(printable(stack.image.reference), style="bold")
+    text.append(f"  layer {layer} of {len(stack.layers)} (0-{len(stack.layers) - 1})  ")
+    text.append(_size(result.size, iec), style="bold")
+    text.append("  ")
+    text.append_text(changes_cell(result, iec))
+    return text
+
+
 LEGEND = "changes: +added ~modified m:metadata =re-shipped -removed (count and bytes)"
 
 
