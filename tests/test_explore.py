@@ -1024,6 +1024,10 @@ def test_steps_and_detail_panes_fit_their_width(demo_model: ExploreModel, width:
             used = sum(column.get_render_width(table) for column in table.ordered_columns)
             assert used <= table.scrollable_content_region.width, (pane, keys, used)
             assert table.max_scroll_x == 0, pane
+        wasted_pane = browser.query_one("#wasted", KeyTable)
+        assert wasted_pane.max_scroll_x == 0
+        sizes = [wasted_pane.get_row_at(k)[0].plain for k in range(wasted_pane.row_count)]
+        assert sizes == [format_size(p.bytes_wasted) for p in demo_model.summary.top_paths]
         steps = browser.query_one("#steps", KeyTable)
         shown = {column.key.value for column in steps.ordered_columns}
         if width >= 120:

@@ -321,6 +321,7 @@ class BrowserScreen(Screen[None]):
         self._toolbar_text = ""
         self._steps_layout: tuple[tuple[str, ...], int] = ((), 0)
         self._detail_columns: tuple[tuple[str, ...], bool] = ((), False)
+        self._wasted_width = 0
 
     # ------------------------------------------------------------------ layout
 
@@ -347,16 +348,7 @@ class BrowserScreen(Screen[None]):
         self.query_one("#summary", Static).border_title = "Image"
         wasted = self.query_one("#wasted", KeyTable)
         wasted.border_title = "Top wasted paths (enter: jump)"
-        wasted.add_column("Wasted", key="bytes")
-        wasted.add_column("Copies", key="times")
-        wasted.add_column("Path", key="path")
-        for item in self.model.summary.top_paths:
-            wasted.add_row(
-                Text(_size(item.bytes_wasted, self.iec), style="red", justify="right"),
-                Text(str(item.times_stored), justify="right"),
-                Text(item.path, no_wrap=True),
-                key=item.path,
-            )
+        self._fill_wasted()
         detail = self.query_one("#detail", KeyTable)
         detail.border_title = "Every layer that touched it (enter: go to layer, o: open that copy)"
         self._detail_layout()
@@ -373,6 +365,7 @@ class BrowserScreen(Screen[None]):
     def on_resize(self) -> None:
         """A new terminal size: pick again which columns of the steps and detail panes fit."""
         self._fill_steps()
+        self._fill_wasted()
         self.query_one("#summary", Static).update(self._summary_text())
         if self._detail_layout():
             self.show_detail(self.file_tree.node)
@@ -428,6 +421,34 @@ class BrowserScreen(Screen[None]):
             steps.add_row(*values, key=str(k))
         if rows:
             steps.move_cursor(row=self.step, animate=False)
+
+    def _fill_wasted(self) -> None:
+        """(Re)build the wasted paths pane: sizes and counts whole, paths cut at the front to fit.
+
+        A path wider than the pane would add a horizontal scrollbar, which at
+        24 lines hides the pane's only visible row.
+        """
+        top = self.model.summary.top_paths
+        sizes = [_size(item.bytes_wasted, self.iec) for item in top]
+        size_w = max([len("Wasted"), *map(len, sizes)])
+        count_w = max([len("Copies"), *(len(str(item.times_stored)) for item in top)])
+        path_w = max(8, self._pane_widths()[0] - (size_w + 2) - (count_w + 2) - 2)
+        if path_w == self._wasted_width:
+            return
+        self._wasted_width = path_w
+        wasted = self.query_one("#wasted", KeyTable)
+        wasted.clear(columns=True)
+        wasted.add_column("Wasted", key="bytes", width=size_w)
+        wasted.add_column("Copies", key="times", width=count_w)
+        wasted.add_column("Path", key="path", width=path_w)
+        for item, size in zip(top, sizes, strict=True):
+            path = item.path if len(item.path) <= path_w else "…" + item.path[-(path_w - 1) :]
+            wasted.add_row(
+                Text(size, style="red", justify="right"),
+                Text(str(item.times_stored), justify="right"),
+                Text(path, no_wrap=True),
+                key=item.path,
+            )
 
     def _step_cells(self, row: StepRow) -> dict[str, str]:
         changed = row.modified + row.metadata + row.reshipped
