@@ -1037,3 +1037,39 @@ def test_steps_and_detail_panes_fit_their_width(demo_model: ExploreModel, width:
         assert wasted == expected
 
     drive(app, scenario, size=(width, 40))
+
+
+def test_child_audit_gives_the_in_process_result_and_stops_when_closed(tmp_path: Path) -> None:
+    """The child process answers what ``audit_contents`` answers in process; ``close`` ends it, no child left."""
+    import threading
+
+    from imgscope.errors import ImgscopeError
+    from imgscope.explore.child import ChildAudit
+    from imgscope.explore.content import audit_contents
+
+    assert ChildAudit(str(DEMO), SourceOptions()).run() == audit_contents(str(DEMO), SourceOptions())
+    missing = ChildAudit(str(tmp_path / "gone.tar"), SourceOptions())
+    with pytest.raises(ImgscopeError, match=r"gone\.tar"):
+        missing.run()
+
+    audit = ChildAudit(str(DEMO), SourceOptions())
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(audit.run())
+        except ImgscopeError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for _ in range(200):
+        if audit._proc is not None:
+            break
+        time.sleep(0.01)
+    audit.close()
+    thread.join(30)
+    assert not thread.is_alive() and len(outcome) == 1
+    assert audit._proc is not None and audit._proc.poll() is not None  # no child left behind
+    with pytest.raises(ImgscopeError, match="cancelled"):
+        audit.run()  # closed: never starts again

@@ -13,6 +13,7 @@ command runs, never for ``--help``.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import replace
@@ -1003,15 +1004,20 @@ class ExploreApp(App[int]):
         try:
             result = self.auditor()
         except ImgscopeError as exc:
-            self.call_from_thread(self._audit_failed, exc.message)
+            self._post(self._audit_failed, exc.message)
             return
         except Exception as exc:
-            self.call_from_thread(self._audit_failed, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self._post(self._audit_failed, f"{type(exc).__name__}: {exc}".splitlines()[0])
             return
         if result is None:
-            self.call_from_thread(self._audit_failed, "the audit module is not installed")
+            self._post(self._audit_failed, "the audit module is not installed")
         else:
-            self.call_from_thread(self._audited, *result)
+            self._post(self._audited, *result)
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the app's thread, unless the user quit meanwhile (then nothing is left to show)."""
+        with contextlib.suppress(RuntimeError):  # raised when the app is no longer running
+            self.call_from_thread(callback, *args)
 
     def _audit_failed(self, message: str) -> None:
         self.audit_state = AUDIT_FAILED
