@@ -253,6 +253,17 @@ def _fifo_reader_started(fifo: Path) -> io.BufferedWriter:
     return open(fifo, "wb")
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C as a terminal delivers it, whatever this test run inherited.
+
+    A test run started in the background by a non-interactive shell (``pytest &``,
+    some CI agents) ignores SIGINT, and an ignored signal stays ignored across
+    exec: imgscope would never see the Ctrl-C these tests send, and they would
+    hang until their timeout.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_without_traceback(sandbox: Sandbox) -> None:
     """SIGINT while imgscope waits on an endless input (a FIFO fed a gzip stream that never ends)."""
     import zlib
@@ -265,6 +276,7 @@ def test_ctrl_c_exits_130_without_traceback(sandbox: Sandbox) -> None:
         stderr=subprocess.PIPE,
         env=child_env(sandbox),
         cwd=sandbox.cwd,
+        preexec_fn=_interruptible,
     )
     try:
         writer = _fifo_reader_started(fifo)
@@ -338,6 +350,7 @@ def test_ctrl_c_during_parallel_scan_stops_workers_quietly(slow_side: str, sandb
         env=child_env(sandbox),
         cwd=sandbox.cwd,
         start_new_session=True,  # its own process group, as a shell gives it
+        preexec_fn=_interruptible,
     )
     try:
         deadline = time.monotonic() + 30
