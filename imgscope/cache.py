@@ -20,8 +20,10 @@ from pathlib import Path
 
 from imgscope.model import Entry, LayerScan
 
-# Bump whenever LayerScan or Entry change shape or meaning.
-SCANNER_VERSION = 1
+# Bump whenever LayerScan or Entry change shape or meaning, or a scan of the same bytes
+# gives other results (tests/test_round2.py holds each version's field shape).
+# 2: stop at the end-of-archive marker, GNU headers and dumpdirs (issue 15).
+SCANNER_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -141,6 +143,8 @@ class ScanCache:
             "CREATE TABLE IF NOT EXISTS scans (diff_id TEXT NOT NULL, version INTEGER NOT NULL, "
             "data BLOB NOT NULL, PRIMARY KEY (diff_id, version))"
         )
+        # A registry blob's digest -> the DiffID its bytes had when last fetched (sources/registry.py).
+        db.execute("CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL)")
         db.execute("SELECT count(*) FROM scans").fetchone()
         return db
 
@@ -177,6 +181,23 @@ class ScanCache:
                 (scan.diff_id, SCANNER_VERSION, _encode(scan)),
             )
 
+    def blob_diff_id(self, digest: str) -> str | None:
+        """The DiffID a compressed blob was seen to hold, or None."""
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT diff_id FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        return str(row[0]) if row is not None else None
+
+    def put_blob(self, digest: str, diff_id: str) -> None:
+        """Record what a blob (checked against ``digest``) decompressed to."""
+        if self._db is None:
+            return
+        with contextlib.suppress(sqlite3.DatabaseError):
+            self._db.execute("INSERT OR REPLACE INTO blobs (digest, diff_id) VALUES (?, ?)", (digest, diff_id))
+
     def info(self) -> CacheInfo:
         layers = 0
         if self._db is not None:
@@ -192,6 +213,7 @@ class ScanCache:
         if self._db is not None:
             try:
                 self._db.execute("DELETE FROM scans")
+                self._db.execute("DELETE FROM blobs")
                 self._db.execute("VACUUM")
             except sqlite3.DatabaseError:
                 self._db = self._rebuild()

@@ -103,7 +103,11 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
-    """The parts of an image config users look for, plus the raw JSON."""
+    """The parts of an image config users look for, plus the raw JSON.
+
+    Sources build it through ``parse_config``, which redacts every secret in
+    these texts: what commands show is already safe to print.
+    """
 
     architecture: str = ""
     os: str = ""
@@ -121,6 +125,14 @@ class ImageConfig:
     diff_ids: tuple[str, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # The config as the image wrote it, before ``imgscope.redact`` masked its secrets (None when
+    # nothing was masked).  Only the audit's detectors read it; nothing may render it, nor ``raw``.
+    unredacted: ImageConfig | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @property
+    def original(self) -> ImageConfig:
+        """The unredacted config, for detectors that must see a secret to report it (redacted)."""
+        return self.unredacted if self.unredacted is not None else self
 
     @property
     def platform(self) -> str:
@@ -144,6 +156,9 @@ class Image:
     manifest_digest: str | None = None
     tags: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Whether every layer's DiffID was computed from the bytes read in this run and matched
+    # the config (False for layers from the scan cache or taken on trust).
+    diff_ids_verified: bool = False
 
     @property
     def size(self) -> int:

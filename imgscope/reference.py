@@ -1,7 +1,7 @@
 """What the user typed -> where the image comes from.
 
-Explicit transports win (``docker://``, ``podman://``, ``docker-archive:``,
-``oci:``, ``oci-archive:``); otherwise an existing path is an archive or
+Explicit transports win (``docker://``, ``podman://``, ``registry://``,
+``docker-archive:``, ``oci:``, ``oci-archive:``); otherwise an existing path is an archive or
 layout and anything else is a daemon image name.  In ``PATH:TAG`` the path is
 the longest prefix that exists, so paths containing colons still work.
 """
@@ -21,6 +21,7 @@ ARCHIVE = "docker-archive"
 OCI = "oci"
 OCI_ARCHIVE = "oci-archive"
 PATH = "path"
+REGISTRY = "registry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ def parse(text: str) -> Reference:
     if text.startswith("podman://"):
         return Reference(PODMAN, text[len("podman://") :])
     if text.startswith("registry://"):
-        raise ImgscopeError("registry:// is reserved: imgscope does not read from registries yet")
+        return Reference(REGISTRY, text[len("registry://") :])
     for prefix, transport in (("docker-archive:", ARCHIVE), ("oci-archive:", OCI_ARCHIVE), ("oci:", OCI)):
         if text.startswith(prefix):
             return _split_path_tag(text[len(prefix) :], transport)
@@ -80,6 +81,10 @@ def load(text: str, options: LoadOptions) -> Image:
         from imgscope.sources import daemon
 
         return daemon.load(ref.location, text, options, podman=ref.transport == PODMAN)
+    if ref.transport == REGISTRY:
+        from imgscope.sources import registry
+
+        return registry.load(text, options)
     from imgscope.sources import archive
 
     path = Path(ref.location)

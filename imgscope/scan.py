@@ -60,6 +60,8 @@ _TYPES = {
     b"4": BLOCK,
     b"5": DIR,
     b"6": FIFO,
+    # GNU dumpdir (``tar -G``): a directory whose data lists its names for incremental restores.
+    b"D": DIR,
 }
 
 
@@ -245,11 +247,27 @@ class _Stream:
         else:
             self.feed(n, [])
 
-    def drain(self) -> None:
-        """Read to the end so the DiffID covers the padding after the end blocks."""
-        self.pos = self.end
-        while self._fill():
+    def rest(self) -> tuple[int, bytes]:
+        """Read to the end, so the DiffID covers every byte: how many bytes were left, and a block.
+
+        The block is the 512 bytes at the first non-zero byte left, aligned so that
+        a tar header there can be read, or ``b""`` when every byte left is zero (the
+        usual padding of a tar record).
+        """
+        count = 0
+        block = b""
+        while True:
+            if self.end > self.pos:
+                count += self.end - self.pos
+                if not block:
+                    data = self.view[self.pos : self.end].tobytes()
+                    stripped = data.lstrip(b"\x00")
+                    if stripped:
+                        at = (len(data) - len(stripped)) & ~(BLOCK_SIZE - 1)
+                        block = data[at : at + BLOCK_SIZE]
             self.pos = self.end
+            if not self._fill():
+                return count, block
 
     def digest(self) -> str:
         """The SHA-256 of every byte read, once the helper has hashed them all."""
@@ -359,6 +377,11 @@ def _checksum_ok(header: bytes) -> bool:
     return expected == unsigned - sum(stored) + 8 * 32
 
 
+def _is_estargz_toc(header: bytes) -> bool:
+    """Whether a block after the end-of-archive marker is eStargz's TOC entry (``stargz.index.json``)."""
+    return _checksum_ok(header) and normalize(_text(header[:100])) == "/stargz.index.json"
+
+
 def normalize(name: str) -> str | None:
     """Absolute, normalised path of a tar name, or None when it escapes the root."""
     name = name.lstrip("/")
@@ -438,30 +461,38 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     long_name: str | None = None
     long_link: str | None = None
     first = True
-    ended = False
+    pending = b""
     shared: dict[int, int] = {}
     share = shared.setdefault
     read = s.read
     while True:
-        header = read(BLOCK_SIZE)
+        if pending:
+            header, pending = pending, b""
+        else:
+            header = read(BLOCK_SIZE)
         if len(header) < BLOCK_SIZE:
+            if not header and first:
+                break  # a zero-byte layer file is an empty layer
+            if first:
+                raise ImgscopeError(f"{s.name}: layer is not a tar archive (only {len(header)} bytes)")
             if not header:
-                if first or ended:
-                    break  # a zero-byte layer file is an empty layer
                 raise ImgscopeError(f"{s.name}: layer tar is truncated (no end-of-archive marker)")
-            if ended and not header.strip(b"\x00"):
-                break
             raise ImgscopeError(f"{s.name}: layer tar is truncated (a header is cut)")
         if header == ZERO_BLOCK:
-            # Keep reading past the end marker, as `tar --ignore-zeros` does: eStargz
-            # puts its TOC entry after the first archive's end.
-            ended = True
+            after = read(BLOCK_SIZE)
+            if after.count(0) == len(after):
+                # Two zero blocks (or one at the very end) end the archive.  Docker's and dive's
+                # readers (Go's archive/tar) stop here, so whatever follows is no part of the layer;
+                # eStargz puts its TOC entry there on purpose.
+                left, block = s.rest()
+                if block and _is_estargz_toc(block):
+                    estargz = True
+                elif block:
+                    warn(f"{left} bytes after the end-of-archive marker were ignored, as Docker ignores them")
+                break
+            pending = after  # a lone zero block: read on, as GNU tar does
             continue
         if not _checksum_ok(header):
-            if ended:
-                warn("bytes after the end of the tar archive were ignored")
-                s.drain()
-                break
             what = "is not a tar archive" if first else "has a corrupt tar header"
             raise ImgscopeError(f"{s.name}: layer {what}")
         first = False
@@ -503,7 +534,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if raw_name is None:
             nul = header.find(0, 0, 100)
             raw_name = header[: nul if nul >= 0 else 100].decode("utf-8", "surrogateescape")
-            if header[345] and header[257:262] == b"ustar":
+            # Only POSIX ustar has a prefix field; GNU headers (magic "ustar  ") keep times there.
+            if header[345] and header[257:263] == b"ustar\x00":
                 prefix = _text(header[345:500])
                 if prefix:
                     raw_name = prefix + "/" + raw_name

@@ -10,6 +10,7 @@ anything.  History is paired with layers here, empty steps included.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Iterator
@@ -47,6 +48,8 @@ class Change:
     old: Entry | None = None
     old_layer: int | None = None
     cause: str = ""
+    # A hard link that took over ``old``'s content when this change hid it: those bytes stay visible.
+    kept_by: str = ""
 
     @property
     def size(self) -> int:
@@ -216,6 +219,8 @@ class _Tree:
     def __init__(self) -> None:
         self.entries: dict[str, FinalEntry] = {}
         self.children: dict[str, set[str]] = {}
+        # Hard-link target -> paths of links once stored to it (checked against ``entries`` on use).
+        self.links: dict[str, list[str]] = {}
 
     def put(self, entry: Entry, layer: int) -> None:
         path = entry.path
@@ -233,6 +238,44 @@ class _Tree:
                     siblings.add(child)
                 child = parent
         self.entries[path] = FinalEntry(entry, layer)
+        if entry.type == HARDLINK:
+            self.links.setdefault(entry.link, []).append(path)
+
+    def hand_over(self, path: str, old: Entry, stored: int, index: int) -> str:
+        """Give ``old``'s content to a surviving hard link to it; the path of that link, or "".
+
+        A hard link is a second name of the same inode: when a later layer deletes
+        or rewrites the target (overlayfs copies it up, breaking the link), the
+        link still holds the old bytes, as Docker shows.  One link (the first by
+        path) becomes the file, credited to ``stored``, the layer that stored the
+        bytes; the others stay links to it, so the bytes count once.
+        """
+        names = self.links.get(path)
+        if not names:
+            return ""
+        # Only links of the layer that stored the file share its inode: Docker applies a layer's
+        # hard links inside that layer's own directory.
+        alive = sorted(
+            {
+                p
+                for p in names
+                if (found := self.entries.get(p)) is not None
+                and found.layer == stored
+                and stored < index
+                and found.entry.type == HARDLINK
+                and found.entry.link == path
+            }
+        )
+        if not alive:
+            return ""
+        keeper = alive[0]
+        self.entries[keeper] = FinalEntry(dataclasses.replace(old, path=keeper), stored)
+        for other in alive[1:]:
+            found = self.entries[other]
+            self.entries[other] = FinalEntry(dataclasses.replace(found.entry, link=keeper), found.layer)
+        self.links[keeper] = alive[1:]
+        self.links[path] = [p for p in names if p not in alive]
+        return keeper
 
     def remove_subtree(self, path: str, include_self: bool) -> list[tuple[str, FinalEntry]]:
         """Remove ``path``'s descendants (and itself when asked); return what was removed."""
@@ -282,7 +325,9 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
         before = tree.entries.get(path)
         if before is None and path in hidden:
             before = hidden.pop(path)[0]
-        if before is not None and before.entry.type == DIR and entry.type != DIR:
+        if entry.type != DIR and tree.children.get(path):
+            # Whatever stood below a path that is now a file or a link is gone, whether the
+            # directory itself was ever listed (a lower layer may ship only ``d/a``) or not.
             for p, found in tree.remove_subtree(path, include_self=False):
                 hidden[p] = (found, REPLACED)
         tree.put(entry, index)
@@ -294,13 +339,21 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
             changes.append(Change(path, kind, entry, before.entry, before.layer))
     for path, (found, cause) in sorted(hidden.items()):
         changes.append(Change(path, REMOVED, None, found.entry, found.layer, cause))
+    if tree.links:
+        for i, change in enumerate(changes):
+            old = change.old
+            if old is not None and old.type == FILE and change.old_layer is not None:
+                keeper = tree.hand_over(change.path, old, change.old_layer, index)
+                if keeper:
+                    changes[i] = dataclasses.replace(change, kept_by=keeper)
     counts = dict.fromkeys(CHANGE_KINDS, 0)
     sizes = dict.fromkeys(CHANGE_KINDS, 0)
     for change in changes:  # one pass: layers of 100,000 entries are common
         kind = change.kind
         counts[kind] += 1
         if kind == REMOVED:
-            sizes[kind] += change.old.size if change.old else 0
+            # Bytes hidden from view; none when a hard link kept them visible.
+            sizes[kind] += change.old.size if change.old and not change.kept_by else 0
         else:
             sizes[kind] += change.entry.size if change.entry is not None else 0
     totals = [(kind, KindTotals(counts[kind], sizes[kind])) for kind in CHANGE_KINDS]

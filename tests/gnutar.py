@@ -38,9 +38,12 @@ def decompress(blob: bytes) -> bytes:
 
 
 def gnu_list(layer_tar: bytes) -> Listing:
-    """List a layer with GNU tar (``--ignore-zeros`` to see past the first end marker, as for eStargz)."""
+    """List a layer with GNU tar, which stops at the end-of-archive marker as Docker does.
+
+    (eStargz's TOC entry follows that marker: neither lists it.)
+    """
     out = subprocess.run(
-        ["tar", "-tv", "--numeric-owner", "--ignore-zeros", "-f", "-"],
+        ["tar", "-tv", "--numeric-owner", "-f", "-"],
         input=layer_tar,
         capture_output=True,
         check=True,

@@ -13,6 +13,7 @@ import json
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -570,6 +571,7 @@ def naive_model(layers: list[list[TarEntry]]) -> tuple[Counter[tuple[str, int, i
             if e.kind == "whiteout":
                 hidden.update(pop_below(e.path, include_self=True))
         digests: dict[str, bytes | None] = {}
+        lost: list[tuple[str, int, TarEntry, bytes | None, str]] = []  # (path, layer, old entry, digest, cause)
         for e in entries:
             if e.kind in ("whiteout", "opaque"):
                 continue
@@ -581,10 +583,24 @@ def naive_model(layers: list[list[TarEntry]]) -> tuple[Counter[tuple[str, int, i
                 hidden.update(pop_below(e.path, include_self=False))
             tree[e.path] = (index, e, digest)
             if before is not None and before[1].kind != "dir":
-                copies[(e.path, before[0], index, model_cause(before[1:], (e, digest)))] += 1
-        for path, (layer, old, _) in hidden.items():
+                lost.append((e.path, before[0], before[1], before[2], model_cause(before[1:], (e, digest))))
+        for path, (layer, old, old_digest) in hidden.items():
             if old.kind != "dir":
-                copies[(path, layer, index, waste.DELETED)] += 1
+                lost.append((path, layer, old, old_digest, waste.DELETED))
+        for path, layer, old, old_digest, cause in lost:
+            # A hard link of the same lower layer to a file that goes keeps its content (the inode).
+            links = sorted(
+                p
+                for p, (at, e, _) in tree.items()
+                if old.kind == "file" and at == layer < index and e.kind == "hardlink" and e.link == path
+            )
+            if not links:
+                copies[(path, layer, index, cause)] += 1
+                continue
+            tree[links[0]] = (layer, replace(old, path=links[0]), old_digest)
+            for other in links[1:]:
+                at, e, dig = tree[other]
+                tree[other] = (at, replace(e, link=links[0]), dig)
     visible = sum(docker_size(e) for _, e, _ in tree.values())
     return copies, total, visible
 

@@ -28,12 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from imgscope import globs
+from imgscope import globs, redact
 from imgscope.analysis import secrets, waste
 from imgscope.analysis.secrets import ContentResult, ScanStats
 from imgscope.errors import ImgscopeError
 from imgscope.model import BLOCK, CHAR, DIR, FILE, HARDLINK, Entry, Image, ImageConfig
 from imgscope.stack import Stack, Step, chain_ids
+from imgscope.stack import instruction as instruction_of
 
 INFO = "info"
 LOW = "low"
@@ -61,6 +62,7 @@ ROOT_USER = "root-user"
 NO_HEALTHCHECK = "no-healthcheck"
 GIT_DIRECTORY = "git-directory"
 PACKAGE_CACHE = "package-cache"
+BASE_IMAGE_FILES = "base-image-files"
 
 DEFAULT_IGNORE_FILE = ".imgscopeignore"
 
@@ -127,7 +129,22 @@ RULES: dict[str, Rule] = _rules(
     (ENV_SECRET, HIGH, _CFG, "Secret in ENV", "An ENV variable with a secret name or a secret value."),
     (LABEL_SECRET, HIGH, _CFG, "Secret in LABEL", "A label with a secret name or a secret value."),
     (BUILD_ARG_SECRET, HIGH, _CFG, "Secret build argument", "A build argument a step recorded in its created_by."),
-    (HISTORY_SECRET, HIGH, _CFG, "Secret in history", "A token or credential in a step's command line."),
+    (
+        HISTORY_SECRET,
+        HIGH,
+        _CFG,
+        "Secret in history",
+        "A token, a secret-named assignment (DB_PASSWORD=...), a --password option or URL credentials "
+        "in a step's command line.",
+    ),
+    (
+        BASE_IMAGE_FILES,
+        LOW,
+        _FS,
+        "Base image files with risky modes",
+        "The setuid, setgid, world-writable and device files of the base image's layers (--base, else layer 0), "
+        "in one finding: the base ships them, your steps did not add them.",
+    ),
     (SETUID, MEDIUM, _FS, "setuid file", "A file with the setuid bit."),
     (SETGID, MEDIUM, _FS, "setgid file", "A file with the setgid bit."),
     (WORLD_WRITABLE, MEDIUM, _FS, "World-writable path", "A file, or a directory without the sticky bit."),
@@ -170,6 +187,19 @@ class Finding:
     files: int = 0
     bytes: int = 0
     inherited: bool = False
+    deleted: bool = False
+    paths: tuple[str, ...] = ()
+
+    @property
+    def status_words(self) -> str:
+        """The status as people read it: a file deleted later still ships, in the layer named here."""
+        if self.where != IN_FILE or self.visible:
+            return self.status
+        where = ("layers " if len(self.layers) > 1 else "layer ") + ", ".join(str(n) for n in self.layers)
+        if self.hidden_by is None:
+            return f"not in the final image, still readable by anyone who pulls the image: {where}"
+        verb = "deleted" if self.deleted else "replaced"
+        return f"{verb} in layer {self.hidden_by}, still readable by anyone who pulls the image: {where}"
 
     @property
     def rule_severity(self) -> str:
@@ -497,19 +527,23 @@ def _visible_roots(stack: Stack) -> set[tuple[str, str]]:
     return out
 
 
-def _hidden_by(stack: Stack, paths: set[str]) -> dict[tuple[str, int], int]:
-    """For each path and layer storing it, the first later layer that changed or removed that path."""
-    touched: dict[str, list[int]] = {}
+def _hidden_by(stack: Stack, paths: set[str]) -> dict[tuple[str, int], tuple[int, bool]]:
+    """For each path and layer storing it, the first later layer that changed or removed that path.
+
+    The flag says whether that layer deleted the path (rather than replaced it):
+    the report then says "deleted in layer N", which is what users look for.
+    """
+    touched: dict[str, list[tuple[int, bool]]] = {}
     for result in stack.layers:
         for change in result.changes:
             if change.path in paths:
                 layers = touched.setdefault(change.path, [])
-                if not layers or layers[-1] != result.index:
-                    layers.append(result.index)
-    out: dict[tuple[str, int], int] = {}
+                if not layers or layers[-1][0] != result.index:
+                    layers.append((result.index, change.entry is None))
+    out: dict[tuple[str, int], tuple[int, bool]] = {}
     for path, layers in touched.items():
         for before, after in itertools.pairwise(layers):
-            out[(path, before)] = after
+            out[(path, before[0])] = after
     return out
 
 
@@ -559,7 +593,7 @@ def string_secret(name: str, value: str) -> _StringSecret | None:
     if matches:
         first = matches[0]
         return _StringSecret(f"{name}={first.evidence}", RULES[first.rule].title)
-    if secrets.secret_name(name) and len(value) >= 4 and not secrets.is_placeholder(value):
+    if secrets.secret_name(name) and redact.secret_value(value):
         return _StringSecret(f"{name}={secrets.MASK}", "secret-named value")
     return None
 
@@ -659,16 +693,25 @@ def build_args(created_by: str) -> tuple[list[tuple[str, str]], str]:
     return args, lead + " ".join(words[count:])
 
 
+def _created_by(stack: Stack, step: Step) -> str:
+    """A step's command as the image wrote it: steps carry the redacted text, detectors need the secret."""
+    history = stack.image.config.original.history
+    if step.history_missing or step.position >= len(history):
+        return step.created_by
+    return history[step.position].created_by
+
+
 def _history_findings(stack: Stack) -> list[Finding]:
-    """Build arguments and tokens in ``created_by``; ENV/LABEL steps whose values the config no longer has."""
-    config = stack.image.config
+    """Build arguments and secrets in ``created_by``; ENV/LABEL steps whose values the config no longer has."""
+    config = stack.image.config.original
     final_pairs = {tuple(e.partition("=")[::2]) for e in config.env} | set(config.labels)
     out: list[Finding] = []
     for step in stack.steps:
-        if not step.created_by:
+        created_by = _created_by(stack, step)
+        if not created_by:
             continue
         layers = (step.layer,) if step.layer is not None else ()
-        args, command = build_args(step.created_by)
+        args, command = build_args(created_by)
         for key, value in args:
             hit = string_secret(key, value)
             if hit is not None:
@@ -685,9 +728,10 @@ def _history_findings(stack: Stack) -> list[Finding]:
                         evidence=hit.evidence,
                     )
                 )
-        verb = step.instruction.split(" ", 1)[0].upper()
+        text = instruction_of(created_by) if not step.history_missing else step.instruction
+        verb = text.split(" ", 1)[0].upper()
         if verb in ("ENV", "LABEL"):
-            for key, value in _pairs(step.instruction[len(verb) :].strip()):
+            for key, value in _pairs(text[len(verb) :].strip()):
                 if (key, value) in final_pairs:
                     continue  # reported from the config, where it still is
                 hit = string_secret(key, value)
@@ -707,18 +751,25 @@ def _history_findings(stack: Stack) -> list[Finding]:
                         )
                     )
             continue
-        for match in secrets.scan_text(command):
+        seen: set[str] = set()
+        for secret in redact.find(command):
+            if secret.evidence in seen:
+                continue
+            seen.add(secret.evidence)
+            what = f"{secret.name} holds a secret" if secret.name else RULES[secret.rule].title
+            where = f"layer {step.layer}" if step.layer is not None else "no layer"
             out.append(
                 Finding(
                     HISTORY_SECRET,
                     HIGH,
-                    f"{RULES[match.rule].title} in the command of step {step.position}",
+                    f"{what} on the {verb or 'command'} line of step {step.position} ({where}); "
+                    "the history ships with the image",
                     IN_HISTORY,
                     subject=f"step {step.position}",
                     layers=layers,
                     step=step.position,
                     instruction=safe_instruction(step.instruction),
-                    evidence=match.evidence,
+                    evidence=secret.evidence,
                 )
             )
     return out
@@ -743,8 +794,8 @@ def _finding_key(f: Finding) -> tuple[str, str | None, str]:
 def _inherit(findings: list[Finding], accs: dict[tuple[str, str], _Acc], stack: Stack, base: Image) -> list[Finding]:
     """Mark what the base already has and lower it one severity."""
     count = len(base.config.diff_ids)
-    base_config = {_finding_key(f) for f in _config_findings(base.config, ())}
-    base_history = base.config.history
+    base_config = {_finding_key(f) for f in _config_findings(base.config.original, ())}
+    base_history = base.config.original.history
     out = []
     for f in findings:
         inherited = False
@@ -755,7 +806,7 @@ def _inherit(findings: list[Finding], accs: dict[tuple[str, str], _Acc], stack: 
         elif f.where == IN_CONFIG:
             inherited = _finding_key(f) in base_config
         elif f.where == IN_HISTORY and f.step is not None and f.step < len(base_history):
-            inherited = base_history[f.step].created_by == stack.steps[f.step].created_by
+            inherited = base_history[f.step].created_by == _created_by(stack, stack.steps[f.step])
         if inherited:
             f = replace(f, inherited=True, severity=lower_severity(f.severity))
         out.append(f)
@@ -792,9 +843,11 @@ def audit(
         if a.rule in (GIT_DIRECTORY, PACKAGE_CACHE):
             visible = (a.rule, a.path) in visible_roots
             hidden_by = None if visible else _removal_under(stack, a.path, a.layers[-1])
+            deleted = hidden_by is not None
         else:
             visible = _still_visible(stack, a)
-            hidden_by = None if visible else hidden.get((a.path, a.layers[-1]))
+            later = None if visible else hidden.get((a.path, a.layers[-1]))
+            hidden_by, deleted = later if later is not None else (None, False)
         findings.append(
             Finding(
                 a.rule,
@@ -807,6 +860,7 @@ def audit(
                 instruction=safe_instruction(step.instruction) if step else None,
                 visible=visible,
                 hidden_by=hidden_by,
+                deleted=deleted,
                 evidence=a.evidence,
                 line=a.line,
                 count=max(a.count, 1),
@@ -814,9 +868,10 @@ def audit(
                 bytes=a.bytes,
             )
         )
-    findings += _config_findings(stack.image.config, stack.steps)
+    findings += _config_findings(stack.image.config.original, stack.steps)
     findings += _history_findings(stack)
-    warnings: list[str] = []
+    # What loading the image found (a DiffID that does not match the config...): a gate must show it.
+    warnings: list[str] = list(stack.image.warnings)
     base_info = None
     if base is not None:
         base_info = _base_info(stack.image, base)
@@ -827,16 +882,24 @@ def audit(
                 f"--base {base.reference}: its layers are not a ChainID prefix of this image; "
                 "no finding is marked inherited"
             )
+    base_layers = base_info.layers if base_info is not None and base_info.prefix else min(1, len(stack.layers))
     kept: list[Finding] = []
     ignored: list[IgnoredFinding] = []
     used: set[int] = set()
-    for f in findings:
-        entry = next((e for e in ignore if e.matches(f)), None)
-        if entry is None:
-            kept.append(f)
-        else:
-            ignored.append(IgnoredFinding(f, entry))
-            used.add(entry.line)
+    # Ignores apply to single findings first (``setuid-file /usr/bin/su`` keeps working), then to
+    # the group made of what is left (``base-image-files`` hides it whole).
+    for grouped in (False, True):
+        todo = _group_base_files(kept, base_layers, base_info) if grouped else findings
+        kept = []
+        for f in todo:
+            entry = (
+                next((e for e in ignore if e.matches(f)), None) if not grouped or f.rule == BASE_IMAGE_FILES else None
+            )
+            if entry is None:
+                kept.append(f)
+            else:
+                ignored.append(IgnoredFinding(f, entry))
+                used.add(entry.line)
     kept.sort(key=_sort_key)
     ignored.sort(key=lambda i: _sort_key(i.finding))
     return AuditReport(
@@ -851,6 +914,52 @@ def audit(
         ignore_file=ignore_file,
         warnings=tuple(warnings),
     )
+
+
+def _group_base_files(findings: list[Finding], base_layers: int, base: BaseInfo | None) -> list[Finding]:
+    """One low finding for the risky modes the base image's layers ship, the rest unchanged.
+
+    A stock Debian base alone has a dozen setuid and setgid programs (su,
+    passwd, mount...): listed one by one at medium they bury what the user's
+    own steps added.  A file counts as the base's when every layer that stores
+    it is a base layer (those of ``--base``, else layer 0); a file a later step
+    stored again (or chmod-ed) stays a finding of its own at its severity.
+    """
+    mine = [
+        f
+        for f in findings
+        if f.where == IN_FILE and f.rule in _FS_RULES and f.layers and max(f.layers) < base_layers and f.path
+    ]
+    if not mine:
+        return findings
+    grouped = {id(f) for f in mine}
+    kinds: dict[str, int] = {}
+    for f in mine:
+        kinds[RULES[f.rule].title] = kinds.get(RULES[f.rule].title, 0) + 1
+    counted = ", ".join(f"{n} {title}{'s' if n != 1 else ''}" for title, n in kinds.items())
+    which = (
+        f"--base {base.reference} (layers 0-{base_layers - 1})"
+        if base is not None and base.prefix and base_layers > 1
+        else f"--base {base.reference} (layer 0)"
+        if base is not None and base.prefix
+        else "the base image (layer 0)"
+    )
+    paths = tuple(sorted({f.path for f in mine if f.path}))
+    group = Finding(
+        BASE_IMAGE_FILES,
+        LOW,
+        f"{counted} from {which}, not from your steps: " + ", ".join(paths),
+        IN_FILE,
+        layers=tuple(sorted({layer for f in mine for layer in f.layers})),
+        step=mine[0].step,
+        instruction=mine[0].instruction,
+        visible=any(f.visible for f in mine),
+        inherited=any(f.inherited for f in mine),
+        count=len(mine),
+        files=len(paths),
+        paths=paths,
+    )
+    return [f for f in findings if id(f) not in grouped] + [group]
 
 
 def _file_message(a: _Acc, messages: dict[str, str]) -> str:

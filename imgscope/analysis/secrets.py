@@ -24,6 +24,7 @@ every pattern runs an order of magnitude slower.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Callable
@@ -823,12 +824,67 @@ def scan_text(text: str, *, generic: bool = True) -> tuple[Match, ...]:
 
     Config strings are small, so all patterns run; key context still applies.
     """
-    data = text.encode("utf-8", "surrogateescape")
+    data = text.encode("utf-8", "surrogatepass")
     found = _Found()
     _search_specific(_SPECIFIC, data, 0, None, found)
     if generic:
         _search(_GENERIC_CONFIG, data, data.lower(), 0, None, found)
     return found.matches()
+
+
+def _replaced_from(text: str, start: int, evidence: str) -> int:
+    """Where the text that ``evidence`` stands for begins: at or before the match.
+
+    Evidence keeps the known part of a secret (``postgres://``, ``DB_PASSWORD=``,
+    ``sk_live_``), which may begin before the match itself (patterns start at a
+    literal); replacing from there avoids printing that part twice.
+    """
+    shown = evidence.split(MASK, 1)[0].lower()
+    for at in range(max(0, start - len(shown)), start):
+        if text[at : at + len(shown)].lower() == shown:
+            return at
+    return start
+
+
+def token_spans(text: str) -> list[tuple[int, int, str, str]]:
+    """``(start, end, rule, evidence)`` of every secret the content patterns find in ``text``.
+
+    What :func:`scan_text` reports, with where: for redacting a config string in
+    place (``imgscope.redact``).  Offsets are of ``text`` (non-ASCII is mapped
+    back from UTF-8 byte offsets; lone surrogates from JSON escapes are kept).
+    """
+    # surrogatepass: a config is untrusted JSON, whose "\ud800" escapes decode to lone surrogates.
+    data = text.encode("utf-8", "surrogatepass")
+    lowered = data.lower()
+    to_char = _char_offsets(text, data)
+    out: list[tuple[int, int, str, str]] = []
+    for pattern in (*_SPECIFIC, *_GENERIC_CONFIG):
+        source = lowered if pattern.lowered else data
+        for m in pattern.regex.finditer(source):
+            rule, show = pattern.rule, pattern.evidence
+            for group, group_rule, group_show in pattern.groups:
+                if m.start(group) >= 0:
+                    rule, show = group_rule, group_show
+                    break
+            evidence = show(m, data)
+            if not evidence or rule in (_JSON_KEY, _SA_MARKER):
+                continue
+            start, end = to_char(m.start()), to_char(m.end())
+            out.append((_replaced_from(text, start, evidence), end, rule, evidence))
+    return out
+
+
+def _char_offsets(text: str, data: bytes) -> Callable[[int], int]:
+    """Byte offset in ``data`` (``text`` as UTF-8) -> character offset in ``text``.
+
+    A match may end inside a multi-byte character (byte classes, a length
+    cap): the offset then moves past that character, so a replaced span
+    never leaves part of one behind.
+    """
+    if len(data) == len(text):
+        return lambda offset: offset
+    starts = [i for i, byte in enumerate(data) if byte & 0xC0 != 0x80]
+    return lambda offset: bisect.bisect_left(starts, offset)
 
 
 class _FileSink:

@@ -214,8 +214,8 @@ def ledger(stack: Stack) -> list[WastedCopy]:
     for result in stack.layers:
         for change in result.changes:
             old = change.old
-            if old is None or old.type == DIR or change.old_layer is None:
-                continue
+            if old is None or old.type == DIR or change.old_layer is None or change.kept_by:
+                continue  # (a hard link that kept the content shows those bytes: not wasted)
             cause, detail = _cause(change.kind, old, change.entry, change.cause)
             out.append(WastedCopy(change.path, old.size, cause, change.old_layer, result.index, detail))
     return out
@@ -282,11 +282,24 @@ class _DiveTree:
 
 
 def _graft_adds(tree: _DiveTree, implied: list[str], own: dict[str, Entry]) -> None:
-    """Put a layer's nodes on dive's tree: implied directories get empty data, entries their own."""
-    for path in implied:
-        tree.add(path, False, 0)
-    for path, entry in own.items():
-        tree.add(path, entry.type == DIR, entry.tar_size)
+    """Put a layer's nodes on dive's tree: implied directories get empty data, entries their own.
+
+    :meth:`_DiveTree.add`, inlined: this runs once per entry of every layer.
+    """
+    data = tree.data
+    children = tree.children
+    empty = (False, 0)
+    nodes = [(path, empty) for path in implied]
+    nodes += [(path, (entry.type == DIR, entry.tar_size)) for path, entry in own.items()]
+    for path, node in nodes:
+        current = path
+        while current != "/" and current not in data:
+            data[current] = empty
+            cut = current.rfind("/")
+            parent = current[:cut] if cut > 0 else "/"
+            children[parent].add(current)
+            current = parent
+        data[path] = node
 
 
 def _whiteout_first(path: str) -> bool:
@@ -346,7 +359,8 @@ def dive_figures(stack: Stack) -> DiveFigures:
         # Directories with children in this layer: every proper ancestor of what the layer names.
         parents: set[str] = set()
         for path in (*own, *whiteouts, *opaques):
-            current = _parent(path)
+            cut = path.rfind("/")
+            current = path[:cut] if cut > 0 else "/"
             while current != "/" and current not in parents:
                 parents.add(current)
                 current = _parent(current)
@@ -417,38 +431,75 @@ _CORE = re.compile(r"^core(\.\d+)?$")
 CORE_MIN_BYTES = 4096
 
 
-def junk_root(path: str, entry: Entry) -> tuple[str, str] | None:
-    """The junk category of a final path and the root it is grouped under, or None."""
-    if "/.git/" in path:
-        return "git", path[: path.index("/.git/") + len("/.git")]
-    if entry.type == FILE and entry.size >= CORE_MIN_BYTES and _CORE.match(posixpath.basename(path)):
-        return "core-dump", path
-    for prefix, category in _PREFIX_ROOTS:
-        if path.startswith(prefix):
-            return category, prefix.rstrip("/")
+_TMP_DIRS = ("/tmp/", "/var/tmp/")
+
+
+def _junk_of_directory(prefix: str) -> tuple[str, str] | None:
+    """The junk category and root of the files of one directory (``prefix`` ends in ``/``), core dumps aside.
+
+    Every rule but the core dump's matches a pattern that ends in ``/``, so it
+    matches within a file's directory: the answer is the same for all files
+    of a directory, and :func:`junk` computes it once per directory.  A file
+    right in ``/tmp/`` is its own root: the root is then ``/tmp/`` with its name to append.
+    """
+    if "/.git/" in prefix:
+        return "git", prefix[: prefix.index("/.git/") + len("/.git")]
+    for start, category in _PREFIX_ROOTS:
+        if prefix.startswith(start):
+            return category, start.rstrip("/")
     for marker, category in _INNER_ROOTS:
-        at = path.find(marker)
+        at = prefix.find(marker)
         if at >= 0:
-            return category, path[: at + len(marker) - 1]
-    for tmp in ("/tmp/", "/var/tmp/"):
-        if path.startswith(tmp):
-            first = path[len(tmp) :].split("/", 1)[0]
+            return category, prefix[: at + len(marker) - 1]
+    for tmp in _TMP_DIRS:
+        if prefix.startswith(tmp):
+            first = prefix[len(tmp) :].split("/", 1)[0]
             return "tmp", tmp + first
     return None
 
 
+def _junk_hit(path: str, name_at: int, entry: Entry, in_dir: tuple[str, str] | None) -> tuple[str, str] | None:
+    """:func:`junk_root` given the answer for the path's directory (``name_at``: where its name starts)."""
+    if in_dir is not None and in_dir[0] == "git":
+        return in_dir
+    if entry.type == FILE and entry.size >= CORE_MIN_BYTES and _CORE.match(path[name_at:]):
+        return "core-dump", path
+    if in_dir is not None and in_dir[0] == "tmp" and in_dir[1] in _TMP_DIRS:
+        return "tmp", in_dir[1] + path[name_at:]  # a file right in /tmp: its own root
+    return in_dir
+
+
+def junk_root(path: str, entry: Entry) -> tuple[str, str] | None:
+    """The junk category of a final path and the root it is grouped under, or None."""
+    name_at = path.rfind("/") + 1
+    return _junk_hit(path, name_at, entry, _junk_of_directory(path[:name_at]))
+
+
 def junk(stack: Stack, instructions: dict[int, str]) -> list[JunkItem]:
-    """Junk visible in the final image, grouped by category, root and the layer that wrote it."""
+    """Junk visible in the final image, grouped by category, root and the layer that wrote it.
+
+    The rules run once per directory, not once per file (:func:`_junk_of_directory`).
+    """
     groups: dict[tuple[str, str, int], list[int]] = {}
+    by_directory: dict[str, tuple[str, str] | None] = {}
     for path, found in stack.final.items():
-        if found.entry.type == DIR:
+        entry = found.entry
+        if entry.type == DIR:
             continue
-        hit = junk_root(path, found.entry)
+        name_at = path.rfind("/") + 1
+        prefix = path[:name_at]
+        try:
+            in_dir = by_directory[prefix]
+        except KeyError:
+            in_dir = by_directory[prefix] = _junk_of_directory(prefix)
+        if in_dir is None and entry.size < CORE_MIN_BYTES:
+            continue  # the common case: no junk directory, too small for a core dump
+        hit = _junk_hit(path, name_at, entry, in_dir)
         if hit is None:
             continue
         key = (hit[0], hit[1], found.layer)
         acc = groups.setdefault(key, [0, 0])
-        acc[0] += found.entry.size
+        acc[0] += entry.size
         acc[1] += 1
     items = [
         JunkItem(cat, JUNK_KINDS[cat][0], root, nbytes, files, layer, instructions.get(layer, ""))

@@ -50,9 +50,15 @@ class _Argument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
 
-    def _usage_display_name(self) -> str:
+    def _usage_display_name(self) -> str:  # typer 0.29: the usage line
+        return self._plain(usage=True)
+
+    def make_metavar(self, *args: Any, **kwargs: Any) -> str:  # typer < 0.29: usage line and list
+        return self._plain(usage=bool(kwargs.get("usage")))
+
+    def _plain(self, usage: bool) -> str:
         name = self.metavar or (self.name or "value").upper()
-        name = name if self.required else f"[{name}]"
+        name = f"[{name}]" if usage and not self.required else name
         return name + ("..." if self.nargs != 1 else "")
 
 

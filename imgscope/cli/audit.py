@@ -16,8 +16,10 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -30,6 +32,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ def audit(
         typer.Option("--base", help="Base image: findings it already has are marked inherited, one severity lower."),
     ] = None,
     sarif: Annotated[Path | None, typer.Option("--sarif", help="Write a SARIF 2.1.0 log to FILE.")] = None,
+    html: HtmlOpt = None,
     ignore_file: Annotated[
         Path | None,
         typer.Option("--ignore-file", help="Ignore file (default: .imgscopeignore in this directory, when present)."),
@@ -61,6 +65,7 @@ def audit(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -80,11 +85,15 @@ def audit(
         if ignore_path is None and Path(auditing.DEFAULT_IGNORE_FILE).is_file():
             ignore_path = Path(auditing.DEFAULT_IGNORE_FILE)
         ignore = auditing.load_ignore(ignore_path) if ignore_path is not None else ()
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(
+            platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         scanner = ContentScanner(limit)
         img = load_image(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
-        base_opts = SourceOptions(platform, None, pull, verify, no_cache, max_layer_bytes)
+        base_opts = SourceOptions(
+            platform, None, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
             stacking.build(img),
@@ -98,6 +107,10 @@ def audit(
         )
         if sarif is not None:
             _write_sarif(sarif, report)
+        if html is not None:
+            from imgscope.render.html import audit_page
+
+            write_html(html, audit_page(report))
         if json_:
             from imgscope.render.audit import to_dict
 
@@ -105,7 +118,8 @@ def audit(
         else:
             from imgscope.render.audit import render
 
-            make_console(no_color).print(render(report, iec), soft_wrap=True)
+            # Wrapped to the terminal (COLUMNS when piped): the report must read at 80 columns.
+            make_console(no_color).print(render(report, iec))
         if report.exit_code:
             raise typer.Exit(report.exit_code)
 

@@ -18,8 +18,10 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -32,6 +34,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ def ci(
         Path | None, typer.Option("--junit", help="Write a JUnit XML report (one testcase per rule).")
     ] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a markdown summary.")] = None,
+    html: HtmlOpt = None,
     json_: JsonOpt = False,
     platform: PlatformOpt = None,
     image: ImageOpt = None,
@@ -86,6 +90,7 @@ def ci(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -112,7 +117,9 @@ def ci(
             name: (value if isinstance(value, list) else [value]) for name, value in given.items() if value is not None
         }
         settings = ciconfig.load_settings(config, options, baseline)
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(
+            platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
+        )
         img = load_image(ref, opts, quiet=json_)
         stacked = stacking.build(img)
         report_waste = waste.analyse(stacked)
@@ -123,6 +130,10 @@ def ci(
         report = rules.evaluate(settings.rules, stacked, report_waste, push=push, baseline=snapshot)
         elapsed = time.monotonic() - started
         _write_outputs(report, junit, markdown, elapsed, iec)
+        if html is not None:
+            from imgscope.render.html import ci_page
+
+            write_html(html, ci_page(report))
         if json_:
             from imgscope.render.ci import report_dict
 

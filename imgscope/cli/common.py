@@ -14,11 +14,13 @@ import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from imgscope.errors import ImgscopeError
+from imgscope.render.encoded import EncodedList
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,10 +38,17 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or wri
 MaxLayerBytesOpt = Annotated[
     str | None, typer.Option("--max-layer-bytes", help="Stop on a layer that expands past SIZE (e.g. 2GB).")
 ]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option("--insecure", help="registry:// only: allow plain HTTP and unverified TLS for this registry."),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 NoColorOpt = Annotated[bool, typer.Option("--no-color", help="Plain text output without colours.")]
 IecOpt = Annotated[bool, typer.Option("--iec", help="Show sizes in KiB, MiB, GiB instead of kB, MB, GB.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the report as JSON on stdout.")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Also write a self-contained HTML report to FILE (opens offline).")
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,9 @@ class SourceOptions:
     verify: bool = False
     no_cache: bool = False
     max_layer_bytes: str | None = None
+    # Gates (audit, ci) always check DiffIDs against the bytes they read.
+    check_diff_ids: bool = False
+    insecure: bool = False
 
 
 def make_console(no_color: bool, stderr: bool = False) -> Console:
@@ -82,8 +94,10 @@ def load_image(ref: str, opts: SourceOptions, *, visitor: ContentVisitor | None 
         image=opts.image,
         pull=opts.pull,
         verify=opts.verify,
+        check_diff_ids=opts.check_diff_ids,
         use_cache=not opts.no_cache,
         max_layer_bytes=max_bytes,
+        insecure=opts.insecure,
         visitor=visitor,
         progress=progress_cb,
     )
@@ -136,7 +150,7 @@ class _JsonOut:
 
 
 # What is not written on one line: containers, and the generators of a lazy report.
-_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map))
+_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList))
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -197,6 +211,14 @@ def _write_json(value: Any, out: _JsonOut, pad: str, encode: Callable[[Any], str
                 _write_json(item, out, inner, encode)
             sep = between
         out.write(f"\n{pad}]")
+    elif kind is EncodedList:  # JSON text made on demand (render.encoded): one item per line
+        inner = pad + "  "
+        sep = "[\n" + inner
+        between = ",\n" + inner
+        for batch in value.batches():
+            out.write(sep + between.join(batch))
+            sep = between
+        out.write("[]" if sep.startswith("[") else f"\n{pad}]")
     elif isinstance(value, Iterator):  # a lazily made list (inspect_report(lazy=True)): one item at a time
         inner = pad + "  "
         sep = "[\n" + inner
@@ -237,3 +259,11 @@ def handle_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         raise typer.Exit(130) from None
+
+
+def write_html(path: Path, text: str) -> None:
+    """Write an ``--html`` report; a file that cannot be written is a user error (exit 2)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ImgscopeError(f"--html {path}: cannot write ({exc.strerror or exc})") from exc

@@ -12,8 +12,10 @@ import typer
 
 from imgscope.cli.common import (
     DebugOpt,
+    HtmlOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -26,6 +28,7 @@ from imgscope.cli.common import (
     load_image,
     make_console,
     print_json,
+    write_html,
 )
 
 FORMATS = ("text", "json", "markdown")
@@ -36,6 +39,7 @@ def diff(
     ref_b: Annotated[str, typer.Argument(metavar="REF_B", help="The new image (any REF).")],
     format_: Annotated[str, typer.Option("--format", help="Output: text, json or markdown.")] = "text",
     json_: JsonOpt = False,
+    html: HtmlOpt = None,
     path: Annotated[
         list[str] | None,
         typer.Option("--path", help="Only paths matching GLOB (or under a matching directory). Repeatable."),
@@ -55,6 +59,7 @@ def diff(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -66,7 +71,7 @@ def diff(
         fmt = "json" if json_ else format_
         if fmt not in FORMATS:
             raise ImgscopeError(f"--format {format_!r}: use text, json or markdown")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         quiet = fmt != "text"
         img_a = load_image(ref_a, opts, quiet=quiet)
         img_b = load_image(ref_b, opts, quiet=quiet)
@@ -78,6 +83,10 @@ def diff(
             stacking.build(img_a), stacking.build(img_b), paths=path or (), ignores=ignore or (), mtime=mtime
         )
         shown_top = top or None
+        if html is not None:
+            from imgscope.render.html import diff_page
+
+            write_html(html, diff_page(result))
         if fmt == "json":
             from imgscope.render.diff import to_dict
 

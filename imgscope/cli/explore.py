@@ -18,6 +18,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
     NoColorOpt,
@@ -96,6 +97,7 @@ def explore(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -113,7 +115,7 @@ def explore(
             parse_size(max_layer_bytes, "--max-layer-bytes")
         if no_color:
             os.environ["NO_COLOR"] = "1"
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         from imgscope.explore.app import ExploreApp
 
         auditor = make_auditor(ref, opts)

@@ -17,6 +17,7 @@ from imgscope.cli.common import (
     DebugOpt,
     IecOpt,
     ImageOpt,
+    InsecureOpt,
     JsonOpt,
     MaxLayerBytesOpt,
     NoCacheOpt,
@@ -47,6 +48,7 @@ def shared(
     verify: VerifyOpt = False,
     no_cache: NoCacheOpt = False,
     max_layer_bytes: MaxLayerBytesOpt = None,
+    insecure: InsecureOpt = False,
     debug: DebugOpt = False,
     no_color: NoColorOpt = False,
     iec: IecOpt = False,
@@ -60,7 +62,7 @@ def shared(
             raise ImgscopeError("give image references or --all, not both")
         if not all_ and not names:
             raise ImgscopeError("give at least one image reference, or --all for every daemon image")
-        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes)
+        opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         images = daemon_images(opts, quiet=json_) if all_ else [(n, load_image(n, opts, quiet=json_)) for n in names]
 
         from imgscope.analysis.shared import analyse

@@ -21,6 +21,7 @@ import xxhash
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import Entry
+from imgscope.redact import redact
 
 if TYPE_CHECKING:
     from imgscope.cli.common import SourceOptions
@@ -48,8 +49,12 @@ class FileContent:
         return is_text(self.data)
 
     def text(self) -> str:
-        """The content decoded as UTF-8 (invalid bytes replaced), for text files."""
-        return self.data.decode("utf-8", "replace")
+        """The content decoded as UTF-8 (invalid bytes replaced), secrets masked, for text files.
+
+        The viewer is an output like any other: a ``.env`` or a config file
+        shows ``SECRET_KEY=********``, never the value (``imgscope.redact``).
+        """
+        return redact(self.data.decode("utf-8", "replace"))
 
 
 def is_text(data: bytes) -> bool:
@@ -112,7 +117,7 @@ def read_file(
 
 
 def _scan_one_layer(ref: str, opts: SourceOptions, layer: int, capture: _Capture) -> bool:
-    """Scan only the one layer blob when the image is a plain archive or a layout on disk."""
+    """Scan only the one layer blob when the image is a plain archive, a layout on disk or in a registry."""
     from imgscope import reference
     from imgscope.sources import archive
     from imgscope.sources.common import LoadOptions
@@ -122,6 +127,12 @@ def _scan_one_layer(ref: str, opts: SourceOptions, layer: int, capture: _Capture
     parsed = reference.parse(ref)
     if parsed.is_daemon:
         return False
+    max_bytes = parse_size(opts.max_layer_bytes, "--max-layer-bytes") if opts.max_layer_bytes else None
+    if parsed.transport == reference.REGISTRY:  # one layer blob fetched, not the whole image
+        from imgscope.sources import registry
+
+        options = LoadOptions(platform=opts.platform, max_layer_bytes=max_bytes, insecure=opts.insecure)
+        return registry.scan_one_layer(ref, options, layer, capture)
     path = Path(parsed.location)
     if not path.is_dir():
         try:
@@ -131,7 +142,6 @@ def _scan_one_layer(ref: str, opts: SourceOptions, layer: int, capture: _Capture
             raise ImgscopeError(f"{path}: cannot read ({exc.strerror})") from exc
         if sniff(head) != PLAIN:
             return False  # a compressed archive can only be streamed whole
-    max_bytes = parse_size(opts.max_layer_bytes, "--max-layer-bytes") if opts.max_layer_bytes else None
     store = archive.open_store(path, LoadOptions(max_layer_bytes=max_bytes))
     plan, _fmt = archive.plan_store(store, parsed.tag or opts.image, opts.platform)
     if not 0 <= layer < len(plan.layers):

@@ -928,6 +928,7 @@ def audit_findings(stack: Stack, content: Any = None) -> tuple[list[Finding], in
     report = audit.audit(stack, content or {})
     out: list[Finding] = []
     for item in report.findings:
-        if item.path:
-            out.append(Finding(str(item.path), str(item.severity), str(item.message), item.layer))
+        # A grouped finding (the base image's setuid files) marks each path it lists.
+        for path in item.paths or ((item.path,) if item.path else ()):
+            out.append(Finding(str(path), str(item.severity), str(item.message), item.layer))
     return out, len(report.findings)

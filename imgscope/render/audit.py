@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -33,14 +34,13 @@ from imgscope.units import format_size
 
 SCHEMA_VERSION = 1
 
-#: Below this many columns findings are a list (one block each), not a table of wrapped cells.
-LIST_BELOW = 110
-
 SEVERITY_STYLE = {CRITICAL: "bold white on red", HIGH: "bold red", MEDIUM: "yellow", LOW: "cyan", INFO: "dim"}
 STEP_WIDTH = 48
+#: Below this many columns the findings are a list rather than a table (a table cuts words there).
+LIST_BELOW = 110
 
 
-def _layer_text(f: Finding) -> str:
+def _layer_text(f: Finding, full: bool = False) -> str:
     if f.layer is None and f.step is None:
         return "-"
     parts = []
@@ -50,16 +50,16 @@ def _layer_text(f: Finding) -> str:
         parts.append(f"step {f.step}")
     if f.instruction:
         text = " ".join(f.instruction.split())
-        parts.append(text if len(text) <= STEP_WIDTH else text[: STEP_WIDTH - 1] + "…")
+        parts.append(text if full or len(text) <= STEP_WIDTH else text[: STEP_WIDTH - 1] + "…")
     return ": ".join(parts)
 
 
-def _status_text(f: Finding) -> Text:
-    text = Text(f.status, style="green" if f.status == "visible" else "magenta" if "only" in f.status else "")
-    if f.hidden_by is not None:
-        text.append(f" (hidden by layer {f.hidden_by})", style="dim")
+def _status_text(f: Finding, breaks: bool = False) -> Text:
+    style = "green" if f.status == "visible" else "magenta" if not f.visible else ""
+    words = f.status_words.replace(", still", ",\nstill") if breaks else f.status_words
+    text = Text(words, style=style)
     if f.inherited:
-        text.append(" inherited", style="dim italic")
+        text.append(" (inherited from --base)", style="dim italic")
     return text
 
 
@@ -87,54 +87,80 @@ def findings_table(findings: tuple[Finding, ...], iec: bool = False, title: str 
     table.add_column("Layer / step", overflow="fold", ratio=2)
     table.add_column("Status", ratio=1)
     for f in findings:
-        severity = Text(f.severity, style=SEVERITY_STYLE[f.severity])
-        if f.inherited:
-            severity.append(f"\n(was {f.rule_severity})", style="dim")
-        table.add_row(severity, _finding_cell(f, iec), escape(printable(_layer_text(f))), _status_text(f))
+        table.add_row(_severity_text(f), _finding_cell(f, iec), escape(printable(_layer_text(f))), _status_text(f))
     return table
 
 
-class Findings:
-    """The findings as a table at 110 columns and more, as a list below (where a table wraps every cell).
+def _severity_text(f: Finding) -> Text:
+    severity = Text(f.severity, style=SEVERITY_STYLE[f.severity])
+    if f.inherited and f.severity != f.rule_severity:
+        severity.append(f"\n(was {f.rule_severity})", style="dim")
+    return severity
 
-    Why: at 80 columns (a CI log) four columns leave each finding's message a
-    dozen cells and every finding takes five lines; a block per finding keeps
-    the severity, rule and where on one line and the message whole.
+
+def _finding_block(f: Finding, iec: bool) -> Text:
+    """One finding of the list: the message, the rule id and evidence, the layer and step, the status."""
+    body = Text(printable(f.message), style="bold")
+    below = [f.rule]
+    if f.bytes:
+        below.append(format_size(f.bytes, iec))
+    if f.evidence:
+        below.append(printable(f.evidence))
+    body.append("\n" + "  ".join(below), style="dim")
+    layer = _layer_text(f, full=True)
+    if layer != "-":
+        body.append("\n" + printable(layer))
+    body.append("\n")
+    # "deleted in layer 10," and "still readable ...: layer 9" on lines of their own: a wrap
+    # inside either would part a layer number from its word.
+    body.append_text(_status_text(f, breaks=True))
+    if f.inherited and f.severity != f.rule_severity:
+        body.append(f" (was {f.rule_severity})", style="dim")
+    return body
+
+
+class FindingsList:
+    """The findings as blocks under their severity, for terminals too narrow for four columns.
+
+    At 80 columns a four-column table cuts paths, sizes and steps mid-word;
+    here the text gets the full width less the severity: the message, then
+    the rule id and evidence, the layer and step, and the status, each on its
+    own line(s), wrapped at spaces under the text.  Lines are not padded to
+    the width, so piped output has no trailing blanks.
     """
 
-    def __init__(self, findings: tuple[Finding, ...], iec: bool = False, title: str | None = None) -> None:
+    def __init__(self, findings: tuple[Finding, ...], iec: bool = False) -> None:
         self.findings = findings
         self.iec = iec
-        self.title = title
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        if options.max_width >= LIST_BELOW:
-            yield findings_table(self.findings, self.iec, self.title)
-            return
-        if self.title:
-            yield Text(self.title, style="italic")
-        for f in self.findings:
-            yield findings_block(f, self.iec)
+        indent = max(len(s) for s in SEVERITIES) + 2
+        width = max(20, options.max_width - indent)
+        for i, f in enumerate(self.findings):
+            if i:
+                yield Segment.line()
+            lines = _finding_block(f, self.iec).wrap(console, width, justify="default", overflow="fold")
+            for n, line in enumerate(lines):
+                head = Text(f.severity, style=SEVERITY_STYLE[f.severity]) if n == 0 else Text("")
+                yield from head.render(console)
+                yield Segment(" " * (indent - head.cell_len))
+                line.rstrip()  # the space a wrap broke at
+                yield from line.render(console)
+                yield Segment.line()
 
 
-def findings_block(f: Finding, iec: bool = False) -> Text:
-    """One finding as a few short lines: severity and rule, the message, where, the evidence."""
-    text = Text()
-    text.append(f.severity.upper(), style=SEVERITY_STYLE[f.severity])
-    if f.inherited:
-        text.append(f" (was {f.rule_severity})", style="dim")
-    text.append(f"  {f.rule}", style="bold")
-    if f.bytes:
-        text.append(f"  {format_size(f.bytes, iec)}")
-    text.append("\n  " + printable(f.message))
-    text.append("\n  ")
-    where = _layer_text(f)
-    if where != "-":
-        text.append(printable(where) + " · ", style="dim")
-    text.append_text(_status_text(f))
-    if f.evidence:
-        text.append("\n  " + printable(f.evidence), style="dim")
-    return text
+class _Findings:
+    """The findings as a table when the terminal is wide enough, else as a list (decided at print time)."""
+
+    def __init__(self, findings: tuple[Finding, ...], iec: bool) -> None:
+        self.findings = findings
+        self.iec = iec
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if options.max_width < LIST_BELOW:
+            yield FindingsList(self.findings, self.iec)
+        else:
+            yield findings_table(self.findings, self.iec)
 
 
 def _counts_line(report: AuditReport) -> Text:
@@ -171,7 +197,7 @@ def render(report: AuditReport, iec: bool = False) -> RenderableType:
         state = "its layers are this image's first layers" if base.prefix else "not a ChainID prefix: ignored"
         parts.append(Text(f"Base {printable(base.reference)}: {base.layers} layers, {state}", style="dim"))
     if report.findings:
-        parts.append(Findings(report.findings, iec))
+        parts.append(_Findings(report.findings, iec))
     if report.ignored:
         table = Table(title=f"Ignored by {report.ignore_file or 'the ignore file'}", title_justify="left")
         table.add_column("Severity", no_wrap=True)
@@ -209,7 +235,20 @@ def render(report: AuditReport, iec: bool = False) -> RenderableType:
     else:
         verdict = Text(f"PASS: no finding at or above {report.fail_on}", style="bold green")
     parts.append(verdict)
-    return Group(*parts)
+    return Group(*(_Unpadded(part) if isinstance(part, Text) else part for part in parts))
+
+
+class _Unpadded:
+    """A text wrapped to the width without the blank a wrap leaves at the end of a line."""
+
+    def __init__(self, text: Text) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in self.text.wrap(console, options.max_width, justify="default", overflow="fold"):
+            line.rstrip()
+            yield from line.render(console)
+            yield Segment.line()
 
 
 # ---------------------------------------------------------------------------
@@ -241,6 +280,8 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "count": f.count,
         "files": f.files,
         "bytes": f.bytes,
+        "deleted": f.deleted,
+        "paths": list(f.paths),
     }
 
 
@@ -269,6 +310,7 @@ def to_dict(report: AuditReport) -> dict[str, Any]:
             "source": image.source,
             "id": image.image_id,
             "manifest_digest": image.manifest_digest,
+            "diff_ids_verified": image.diff_ids_verified,
             "tags": list(image.tags),
             "platform": image.config.platform,
             "layer_count": len(image.scans),

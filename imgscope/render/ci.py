@@ -161,6 +161,8 @@ def render(report: CiReport, iec: bool = False) -> RenderableType:
     parts.append(Text(f"rules from {report.config.source}", style="dim"))
     for note in report.config.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
+    for warning in image.warnings:  # a DiffID that does not match the config, a skipped artifact...
+        parts.append(Text(f"warning: {warning}", style="yellow"))
     ran = [r for r in report.results if not unconfigured(r)]
     rows = [(result, measured_text(result, iec), limit_text(result, iec), reason_text(result, iec)) for result in ran]
     name_width = max((len(r.name) for r in ran), default=0)
@@ -320,10 +322,12 @@ def report_dict(report: CiReport) -> dict[str, Any]:
         "image": {
             "reference": image.reference,
             "id": image.image_id,
+            "diff_ids_verified": image.diff_ids_verified,
             "tags": list(image.tags),
             "size": image.size,
             "layer_count": len(image.scans),
             "layer_sizes": [scan.size for scan in image.scans],
+            "warnings": list(image.warnings),
         },
         "config": {"source": report.config.source, "notes": list(report.config.notes)},
         "rules": [result_dict(r) for r in report.results],

@@ -83,6 +83,7 @@ def _image_dict(image: Image) -> dict[str, Any]:
         "reference": image.reference,
         "source": image.source,
         "id": image.image_id,
+        "diff_ids_verified": image.diff_ids_verified,
         "tags": list(image.tags),
         "platform": image.config.platform,
         "size": image.size,

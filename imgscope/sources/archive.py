@@ -168,7 +168,12 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
     entries = [e for e in manifest if isinstance(e, dict)]
     if len(entries) != len(manifest):
         raise ImgscopeError(f"{store.label}: manifest.json has an entry that is not an object")
-    if tag:
+    if tag and tag.startswith("sha256:"):
+        chosen = [e for e in entries if (_digest_from_name(str(e.get("Config", ""))) or "").startswith(tag)]
+        if not chosen:
+            raise ImgscopeError(f"{store.label}: no image with digest {tag}")
+        entries = chosen
+    elif tag:
         chosen = [e for e in entries if any(_tag_matches(t, tag) for t in _repo_tags(e))]
         if not chosen:
             known = sorted(t for e in entries for t in _repo_tags(e))
@@ -178,13 +183,31 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
         entries = chosen
     if platform:
         entries = _pick_platform(store, entries, platform)
-    if tag or len(entries) == 1:
-        entry = entries[0]
-        entry = entries[0]
-    else:
-        listing = ", ".join(",".join(_repo_tags(e)) or f"untagged {str(e.get('Config', '?'))[:24]}" for e in entries)
-        raise ImgscopeError(f"{store.label}: holds {len(entries)} images, pick one with --image TAG: {listing}")
+    # The same config listed twice is one image; two configs under one tag are two images.
+    distinct = list({str(e.get("Config")): e for e in entries}.values())
+    if len(distinct) > 1:
+        listing = "; ".join(
+            (",".join(_repo_tags(e)) or "untagged")
+            + f" ({_fmt_platform(_entry_platform(store, e))}, {_short_config(e)})"
+            for e in distinct
+        )
+        what = f"{len(distinct)} images tagged {tag!r}" if tag else f"{len(distinct)} images"
+        raise ImgscopeError(
+            f"{store.label}: holds {what}, pick one with --image TAG or --image sha256:DIGEST: {listing}"
+        )
+    entry = entries[0]
     return _plan_entry(store, entry)
+
+
+def _fmt_platform(plat: tuple[str, str, str] | None) -> str:
+    return "/".join(p for p in plat if p) if plat else "unknown platform"
+
+
+def _short_config(entry: dict[str, Any]) -> str:
+    """The image ID of a manifest.json entry, shortened for a listing (its config name when not a digest)."""
+    name = str(entry.get("Config", "?"))
+    digest = _digest_from_name(name)
+    return digest[: len("sha256:") + 12] if digest else name[:24]
 
 
 def _plan_entry(store: Store, entry: dict[str, Any]) -> ImagePlan:
@@ -271,6 +294,10 @@ def plan_store(store: Store, tag: str | None, platform: str | None) -> tuple[Ima
         raise ImgscopeError(
             f"{store.label}: no manifest.json: this is the pre-Docker-1.10 save layout, which imgscope cannot read"
         )
+    if isinstance(store, DirStore):
+        for name in ("index.json", "manifest.json"):
+            if (store.root / name).is_dir():
+                raise ImgscopeError(f"{store.label}: {name} is a directory, not a file")
     raise ImgscopeError(f"{store.label}: unknown format (no manifest.json or index.json)")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import HistoryEntry, Image, ImageConfig, LayerInfo, LayerScan
+from imgscope.redact import redact_config
 from imgscope.scan import ContentVisitor, paused_gc
 from imgscope.sources.store import UNKNOWN_DIFF_ID, Store
 
@@ -31,8 +32,12 @@ class LoadOptions:
     image: str | None = None
     pull: bool = False
     verify: bool = False
+    # Hash every layer read and compare with the config (no trusted DiffID, no cache read),
+    # even without --verify: a mismatch is then a warning.  audit and ci always do.
+    check_diff_ids: bool = False
     use_cache: bool = True
     max_layer_bytes: int | None = None
+    insecure: bool = False
     visitor: ContentVisitor | None = field(default=None, compare=False)
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
 
@@ -96,7 +101,12 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def parse_config(data: bytes, what: str) -> ImageConfig:
-    """Read an image config (OCI or Docker); tolerate missing or odd fields."""
+    """Read an image config (OCI or Docker); tolerate missing or odd fields.
+
+    Every text the image supplies is redacted here, once (``imgscope.redact``):
+    this is where image text enters the model, so no command or format can
+    show a secret from the history, ENV, LABEL or CMD.
+    """
     raw = load_json(data, what)
     if not isinstance(raw, dict):
         raise ImgscopeError(f"{what} is not an image config (not a JSON object)")
@@ -122,23 +132,25 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
             )
     labels = cfg.get("Labels") or {}
     health = cfg.get("Healthcheck") or None
-    return ImageConfig(
-        architecture=str(raw.get("architecture") or ""),
-        os=str(raw.get("os") or ""),
-        variant=str(raw.get("variant") or ""),
-        created=_text(raw.get("created")),
-        entrypoint=_strings(cfg.get("Entrypoint")),
-        cmd=_strings(cfg.get("Cmd")),
-        env=_strings(cfg.get("Env")) or (),
-        user=str(cfg.get("User") or ""),
-        working_dir=str(cfg.get("WorkingDir") or ""),
-        exposed_ports=_names(cfg.get("ExposedPorts")),
-        volumes=_names(cfg.get("Volumes")),
-        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
-        healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
-        diff_ids=tuple(str(d) for d in diff_ids),
-        history=tuple(history),
-        raw=raw,
+    return redact_config(
+        ImageConfig(
+            architecture=str(raw.get("architecture") or ""),
+            os=str(raw.get("os") or ""),
+            variant=str(raw.get("variant") or ""),
+            created=_text(raw.get("created")),
+            entrypoint=_strings(cfg.get("Entrypoint")),
+            cmd=_strings(cfg.get("Cmd")),
+            env=_strings(cfg.get("Env")) or (),
+            user=str(cfg.get("User") or ""),
+            working_dir=str(cfg.get("WorkingDir") or ""),
+            exposed_ports=_names(cfg.get("ExposedPorts")),
+            volumes=_names(cfg.get("Volumes")),
+            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
+            healthcheck=_strings(health.get("Test")) if isinstance(health, dict) else None,
+            diff_ids=tuple(str(d) for d in diff_ids),
+            history=tuple(history),
+            raw=raw,
+        )
     )
 
 
@@ -186,7 +198,7 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
         _check_media_type(ref, store.label)
     _check_repeats(plan.layers, config.diff_ids, store.label)
     with paused_gc():
-        scans = scan_layers(store, plan.layers, config.diff_ids, options)
+        scans, verified = scan_layers(store, plan.layers, config.diff_ids, options)
     for i, (scan, expected) in enumerate(zip(scans, config.diff_ids, strict=True)):
         if scan.diff_id != expected:
             message = (
@@ -222,24 +234,38 @@ def load_plan(store: Store, plan: ImagePlan, reference: str, source: str, option
         manifest_digest=plan.manifest_digest,
         tags=plan.tags,
         warnings=tuple(warnings),
+        diff_ids_verified=verified and all(s.diff_id == d for s, d in zip(scans, config.diff_ids, strict=True)),
     )
 
 
 def scan_layers(
     store: Store, refs: tuple[LayerRef, ...], diff_ids: tuple[str, ...], options: LoadOptions
-) -> list[LayerScan]:
-    """Scan every layer once (a blob repeated in the image is scanned once), using the cache."""
+) -> tuple[list[LayerScan], bool]:
+    """Scan every layer once (a blob repeated in the image is scanned once), using the cache.
+
+    Also says whether every DiffID was computed from the bytes read in this run
+    (not taken from the cache or on trust from the config).  A store may vouch
+    for a layer's DiffID without reading it (``vouched_diff_id``: a registry blob
+    whose digest was seen to hold it): such a layer counts as checked, and its
+    cached scan is used even by the commands that check DiffIDs; not by --verify.
+    """
     from imgscope import cache
 
     results: dict[str, LayerScan] = {}
+    checking = options.verify or options.check_diff_ids
+    verified = True
     db = cache.open_cache() if options.use_cache and options.visitor is None else None
+    vouch = getattr(store, "vouched_diff_id", None) if db is not None and not options.verify else None
     todo: list[str] = []
     for ref, diff_id in zip(refs, diff_ids, strict=True):
         if ref.name in results or ref.name in todo:
             continue
-        hit = db.get(diff_id) if db is not None and not options.verify else None
+        vouched = vouch is not None and vouch(ref.name) == diff_id
+        hit = db.get(diff_id) if db is not None and (not checking or vouched) else None
         if hit is not None:
             results[ref.name] = hit
+            if not vouched:
+                verified = False  # scanned from other bytes with this DiffID: these were not read
         else:
             todo.append(ref.name)
     if todo:
@@ -255,11 +281,12 @@ def scan_layers(
         # something rests on it: --verify, or a scan that will key the cache.  Otherwise (--no-cache,
         # content visitors) the config's DiffID is taken as the scan's, as --verify's help promises.
         trusted: list[str | None] | None = None
-        if db is None and not options.verify:
+        if db is None and not checking:
             by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
             # Only a well-formed DiffID is taken on trust: a damaged config's is computed instead,
             # so the report holds a real digest and the mismatch is reported below.
             trusted = [by_name[name] if _DIGEST.fullmatch(by_name[name]) else None for name in todo]
+        t_by_name = dict(zip(todo, trusted, strict=True)) if trusted is not None else {}
         scanned = store.scan_many(
             todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick, trusted=trusted
         )
@@ -269,8 +296,11 @@ def scan_layers(
                 # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
                 # DiffID too; such a scan never keys the cache.
                 results[name] = dataclasses.replace(scan, diff_id=by_ref[name])
+                verified = False
                 continue
             results[name] = scan
+            if t_by_name.get(name):
+                verified = False
             if db is not None:
                 db.put(scan)
-    return [results[ref.name] for ref in refs]
+    return [results[ref.name] for ref in refs], verified

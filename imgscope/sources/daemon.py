@@ -558,7 +558,8 @@ class Daemon:
         # With --platform on an engine that can pick one, inspect may describe another platform's
         # image than the one save will send: stream then, rather than trust the cache's match.
         picks_platform = bool(options.platform) and _api_version(self.client) >= SAVE_PLATFORM_API
-        if options.use_cache and not options.verify and options.visitor is None and not picks_platform:
+        checking = options.verify or options.check_diff_ids  # the cache holds no bytes to check
+        if options.use_cache and not checking and options.visitor is None and not picks_platform:
             image = self._from_cache(attrs, diff_ids, reference)
         if image is None:
             image = self._from_stream(attrs, diff_ids, name, reference, options)
@@ -630,7 +631,7 @@ class Daemon:
             stream = io.BufferedReader(reader, CHUNK)
             # DiffIDs are hashed only when something rests on them (--verify, cached scans); else the
             # engine's are taken, as for archives (issue 8: SHA-256 was the stream's bottleneck).
-            hashed = options.verify or (options.use_cache and options.visitor is None)
+            hashed = options.verify or options.check_diff_ids or (options.use_cache and options.visitor is None)
             store = StreamStore(
                 stream, label, max_bytes=options.max_layer_bytes, visitor=options.visitor, diff_ids=hashed
             )
@@ -699,10 +700,13 @@ class Daemon:
             scans.append(scan)
         image_id = str(attrs.get("Id") or "")
         history = list(reversed(self._history(image_id)))  # the API gives newest first
+        # Docker's history gives a layer's size as it counts it (content bytes); podman gives
+        # the uncompressed tar's size.
+        podman = self.endpoint.engine == "podman"
         empties = align_history(
             [int(h.get("Size") or 0) for h in history],
             [str(h.get("CreatedBy") or "") for h in history],
-            [s.size for s in scans],
+            [s.tar_bytes if podman else s.size for s in scans],
         )
         if empties is None:
             return None
@@ -1015,9 +1019,11 @@ def align_history(step_sizes: list[int], created_by: list[str], layer_sizes: lis
     The history API drops ``empty_layer`` but gives each step's size, which is
     0 for an empty step and the layer's size otherwise.  Exactly
     ``len(layer_sizes)`` steps own a layer, in order; a step with a non-zero
-    size must own one.  Among the alignments that satisfy this, the one whose
-    sizes match best and whose instructions agree best (ENV, CMD... are empty;
-    RUN, COPY, ADD are not) is taken, but only when it is the only best one.
+    size must own one, and only a layer of exactly its size: when sizes
+    disagree, nothing is guessed (the caller reads the image instead).  Among
+    the alignments that satisfy this, the one whose instructions agree best
+    (ENV, CMD... are empty; RUN, COPY, ADD are not) is taken, but only when it
+    is the only best one.
     An image without history aligns trivially.
     """
     n, m = len(step_sizes), len(layer_sizes)
@@ -1036,10 +1042,9 @@ def align_history(step_sizes: list[int], created_by: list[str], layer_sizes: lis
             if step_sizes[i] == 0:  # step i is empty
                 cost, ways = best[i + 1][j]
                 options.append((cost + (1 if hints[i] is False else 0), ways))
-            if j < m:  # step i owns layer j
+            if j < m and step_sizes[i] == layer_sizes[j]:  # step i owns layer j (never a guess by size)
                 cost, ways = best[i + 1][j + 1]
-                penalty = (0 if step_sizes[i] == layer_sizes[j] else 10) + (1 if hints[i] is True else 0)
-                options.append((cost + penalty, ways))
+                options.append((cost + (1 if hints[i] is True else 0), ways))
             low = min((c for c, _ in options), default=inf)
             best[i][j] = (low, min(2, sum(w for c, w in options if c == low))) if low < inf else (inf, 0)
     cost, ways = best[0][0]
@@ -1052,10 +1057,8 @@ def align_history(step_sizes: list[int], created_by: list[str], layer_sizes: lis
         if step_sizes[i] == 0:
             empty_cost = best[i + 1][j][0] + (1 if hints[i] is False else 0)
         layer_cost = inf
-        if j < m:
-            layer_cost = (
-                best[i + 1][j + 1][0] + (0 if step_sizes[i] == layer_sizes[j] else 10) + (1 if hints[i] is True else 0)
-            )
+        if j < m and step_sizes[i] == layer_sizes[j]:
+            layer_cost = best[i + 1][j + 1][0] + (1 if hints[i] is True else 0)
         if empty_cost <= layer_cost:
             empties.append(True)
         else:

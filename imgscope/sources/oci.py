@@ -24,6 +24,10 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json",
 }
 ARTIFACT_CONFIG = "application/vnd.oci.empty.v1+json"
+IMAGE_CONFIG_TYPES = {
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+}
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 MAX_DEPTH = 16
@@ -60,6 +64,8 @@ class Candidate:
     digest: str
     platform: tuple[str, str, str] | None
     tags: tuple[str, ...]
+    # The top-level descriptor of index.json it was reached from: one image (maybe multi-platform).
+    root: str = ""
 
 
 def blob_name(digest: str, prefix: str = "") -> str:
@@ -116,9 +122,10 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
     out: list[Candidate] = []
     notes: list[str] = []
     visits = [0]
+    artifacts = [0]
     walking: list[str] = []  # digests of the indexes on the way down, to catch cycles
 
-    def visit(desc: dict[str, Any], inherited_tags: tuple[str, ...], depth: int) -> None:
+    def visit(desc: dict[str, Any], inherited_tags: tuple[str, ...], depth: int, root: str) -> None:
         if depth > MAX_DEPTH:
             raise ImgscopeError(f"{store.label}: indexes nested more than {MAX_DEPTH} deep")
         visits[0] += 1
@@ -139,10 +146,13 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
         name = blob_name(digest, prefix)
         media = _media(desc)
         if not store.exists(name):
+            plat = _desc_platform(desc)
+            where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
             if media in INDEX_TYPES or media in MANIFEST_TYPES or media is None:
-                plat = _desc_platform(desc)
-                where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
                 notes.append(f"blob {digest}{where} is missing from the layout")
+            else:
+                # Might have been an image behind a media type we do not know: name the blob.
+                notes.append(f"blob {digest}{where} (media type {media}) is missing from the layout")
             return
         blob = load_json(store.read(name), f"{store.label}: {name}")
         if not isinstance(blob, dict):
@@ -162,20 +172,45 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
             walking.append(digest)
             for child in children if isinstance(children, list) else []:
                 if isinstance(child, dict):
-                    visit(child, tags, depth + 1)
+                    visit(child, tags, depth + 1, root)
             walking.pop()
             return
-        config = blob.get("config") or {}
-        if not isinstance(config, dict) or config.get("mediaType") == ARTIFACT_CONFIG or blob.get("artifactType"):
-            notes.append(f"artifact {digest} is not an image; skipped")
+        if is_artifact(blob):
+            artifacts[0] += 1
             return
-        out.append(Candidate(manifest=blob, digest=digest, platform=_desc_platform(desc), tags=tags))
+        out.append(Candidate(manifest=blob, digest=digest, platform=_desc_platform(desc), tags=tags, root=root))
 
     top = index.get("manifests") or []
     for desc in top if isinstance(top, list) else []:
         if isinstance(desc, dict):
-            visit(desc, (), 0)
+            root = desc.get("digest")
+            visit(desc, (), 0, root if isinstance(root, str) else "")
+    if artifacts[0]:
+        # One line for all of them: a signed image with SBOMs holds dozens.
+        count = artifacts[0]
+        notes.append(f"{count} artifact{'s' if count > 1 else ''} (signatures, SBOMs...) skipped: not images")
     return out, notes
+
+
+def is_artifact(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest is an artifact (cosign signature, SBOM, Helm chart...) rather than an image.
+
+    FORMATS.md: an empty config or an ``artifactType``.  Older artifacts (cosign,
+    ORAS before artifactType) use an image manifest with a config or layers of
+    their own media types: an image's layers are tars, its config an image config.
+    """
+    config = manifest.get("config")
+    if not isinstance(config, dict) or manifest.get("artifactType"):
+        return True
+    config_type = config.get("mediaType")
+    if config_type == ARTIFACT_CONFIG or (isinstance(config_type, str) and config_type not in IMAGE_CONFIG_TYPES):
+        return True
+    layers = manifest.get("layers")
+    for layer in layers if isinstance(layers, list) else []:
+        media = layer.get("mediaType") if isinstance(layer, dict) else None
+        if isinstance(media, str) and "tar" not in media:
+            return True
+    return False
 
 
 def config_platform(store: Store, name: str) -> tuple[str, str, str] | None:
@@ -212,11 +247,57 @@ def _fmt(plat: tuple[str, str, str] | None) -> str:
     return "/".join(p for p in plat if p) if plat else "unknown platform"
 
 
+def _images(candidates: list[Candidate]) -> list[list[Candidate]]:
+    """Candidates grouped into distinct images: what one top-level descriptor reaches.
+
+    Two descriptors that reach the same manifests (one image under several tags)
+    are one image; so are the platforms of one multi-platform index.
+    """
+    by_root: dict[str, list[Candidate]] = {}
+    for cand in candidates:
+        by_root.setdefault(cand.root, []).append(cand)
+    groups: dict[frozenset[str], list[Candidate]] = {}
+    for members in by_root.values():
+        groups.setdefault(frozenset(c.digest for c in members), []).extend(members)
+    return list(groups.values())
+
+
+def _short(digest: str) -> str:
+    return digest[: len("sha256:") + 12]
+
+
+def missing_note(notes: list[str], wanted: tuple[str, str, str] | None) -> str | None:
+    """The note of a missing blob: for the wanted platform when one names it, else the first."""
+    missing = [n for n in notes if "missing" in n]
+    if wanted is not None:
+        named = [n for n in missing if f"({_fmt(wanted)})" in n]
+        if named:
+            return named[0]
+        # Another platform's missing blob says nothing of the wanted one.
+        return next((n for n in missing if "(" not in n.split(" is missing")[0]), None)
+    return missing[0] if missing else None
+
+
 def choose(
     store: Store, candidates: list[Candidate], tag: str | None, platform: str | None, prefix: str = ""
 ) -> Candidate:
-    """Pick one image: by tag, then by ``--platform``, else the host's, else the only one."""
-    if tag:
+    """Pick one image: by tag or digest, then by ``--platform``, else the host's, else the only one.
+
+    Several different images (not the platforms of one) are never picked from
+    silently: the user chooses with ``--image``.
+    """
+    if tag and tag.startswith("sha256:"):
+        chosen = [
+            c
+            for c in candidates
+            if c.digest.startswith(tag)
+            or c.root.startswith(tag)
+            or str((c.manifest.get("config") or {}).get("digest", "")).startswith(tag)
+        ]
+        if not chosen:
+            raise ImgscopeError(f"{store.label}: no image with digest {tag}")
+        candidates = chosen
+    elif tag:
         tagged = [c for c in candidates if any(_tag_matches(t, tag) for t in c.tags)]
         if not tagged:
             known = sorted({t for c in candidates for t in c.tags})
@@ -227,6 +308,22 @@ def choose(
     if not candidates:
         raise ImgscopeError(f"{store.label}: no image manifest found in the layout")
     plats = [_config_platform(store, c, prefix) for c in candidates]
+    images = _images(candidates)
+    if len(images) > 1:
+        platform_of = {id(c): p for c, p in zip(candidates, plats, strict=True)}
+        listing = "; ".join(
+            (",".join(sorted({t for c in group for t in c.tags})) or "untagged")
+            + " ("
+            + ", ".join(sorted({_fmt(platform_of[id(c)]) for c in group}))
+            + f", {_short(group[0].root or group[0].digest)})"
+            for group in images
+        )
+        what = (
+            f"{len(images)} images tagged {tag!r}" if tag and not tag.startswith("sha256:") else f"{len(images)} images"
+        )
+        raise ImgscopeError(
+            f"{store.label}: holds {what}, pick one with --image TAG or --image sha256:DIGEST: {listing}"
+        )
     if platform:
         wanted = normalize_platform(platform)
         for cand, plat in zip(candidates, plats, strict=True):
@@ -289,9 +386,17 @@ def plan_layout(store: Store, tag: str | None, platform: str | None) -> ImagePla
     if not isinstance(index, dict):
         raise ImgscopeError(f"{store.label}: index.json is not a JSON object")
     candidates, notes = walk_index(store, index)
+    wanted = normalize_platform(platform) if platform else None
     if not candidates and notes:
-        raise ImgscopeError(f"{store.label}: no readable image: {notes[0]}")
-    chosen = choose(store, candidates, tag, platform)
+        what = f" for {_fmt(wanted)}" if wanted is not None else ""
+        raise ImgscopeError(f"{store.label}: no readable image{what}: {missing_note(notes, wanted) or notes[0]}")
+    try:
+        chosen = choose(store, candidates, tag, platform)
+    except ImgscopeError as exc:
+        note = missing_note(notes, wanted) if wanted is not None else None
+        if note is None or "no image for" not in str(exc):
+            raise
+        raise ImgscopeError(f"{exc} ({note}: that platform was not pulled)") from exc
     plan = plan_from_manifest(chosen)
     for ref in plan.layers:
         if not store.exists(ref.name):

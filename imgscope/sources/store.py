@@ -15,7 +15,7 @@ import tarfile
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import LayerScan
@@ -467,7 +467,7 @@ class StreamStore:
                     if not member.isfile():
                         continue
                     self._sizes[name] = member.size
-                    fh = tf.extractfile(member)
+                    fh = _StreamMember.of(tf, member, counted) or tf.extractfile(member)
                     if fh is None:
                         continue
                     head = fh.read(min(member.size, 512))
@@ -577,6 +577,59 @@ class StreamStore:
         if real in self._scans:
             raise ImgscopeError(f"{self.label}: {name} was read without its digest (use --verify)")
         return "sha256:" + hashlib.sha256(self.read(real)).hexdigest()
+
+
+class _StreamMember(io.RawIOBase):
+    """A member's bytes read from the source itself, not through ``tarfile``'s stream buffer.
+
+    ``tarfile`` in stream mode hands data out through ``_Stream.read``, which
+    joins and slices its buffer three times per call: for a daemon's 800 MB
+    ``save`` stream, about 2.4 GB of copies and half a second of CPU, as much
+    as the rest of the scan.  This reader takes what the stream had buffered,
+    then reads the source straight into the scanner's buffer, and keeps the
+    stream's position in step, so that ``tarfile`` finds the next header where
+    it expects it (it reads only the padding).  :meth:`of` uses it only on the
+    ``_Stream`` it knows (CPython's, plain tar); anything else gets
+    ``extractfile``.
+    """
+
+    def __init__(self, stream: Any, size: int, source: _Counted) -> None:
+        self._stream = stream
+        self._left = size
+        self._source = source
+
+    @classmethod
+    def of(cls, tf: tarfile.TarFile, member: tarfile.TarInfo, source: _Counted) -> _StreamMember | None:
+        """A reader of ``member`` when ``tf`` streams plain tar from ``source`` and stands at its data, else None."""
+        stream = getattr(tf, "fileobj", None)
+        if (
+            type(stream).__name__ != "_Stream"
+            or getattr(stream, "comptype", None) != "tar"
+            or getattr(stream, "fileobj", None) is not source
+            or getattr(stream, "pos", None) != member.offset_data
+            or type(getattr(stream, "buf", None)) is not bytes
+        ):
+            return None
+        return cls(stream, member.size, source)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        want = min(len(buffer), self._left)
+        if want <= 0:
+            return 0
+        stream = self._stream
+        held = stream.buf
+        if held:
+            n = min(want, len(held))
+            buffer[:n] = held[:n]
+            stream.buf = held[n:]
+        else:
+            n = self._source.readinto(memoryview(buffer)[:want]) or 0
+        stream.pos += n
+        self._left -= n
+        return n
 
 
 def _ignore(_data: bytes | memoryview) -> None:
