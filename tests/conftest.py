@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 @pytest.fixture
 def external() -> Path:
-    """The external fixtures folder, or a skip when this checkout has none beside it."""
+    """The external fixtures folder, or a skip when this checkout has none beside it.
+
+    CI sets ``IMGSCOPE_REQUIRE_FIXTURES=1``: there a missing folder fails the
+    conformance tests instead of skipping them silently.
+    """
     if not EXTERNAL.is_dir():
-        pytest.skip(f"external fixtures not present at {EXTERNAL}")
+        reason = f"external fixtures not present at {EXTERNAL}"
+        if os.environ.get("IMGSCOPE_REQUIRE_FIXTURES") == "1":
+            pytest.fail(f"{reason} (IMGSCOPE_REQUIRE_FIXTURES=1)", pytrace=False)
+        pytest.skip(reason)
     return EXTERNAL
 
 

@@ -348,7 +348,8 @@ def test_console_shows_what_grew_on_failure(images: dict[str, Path]) -> None:
     assert rule_line.split()[0] == "FAIL" and "+15.0 kB" in rule_line and "<= 1.0 kB" in rule_line
     assert any("layer 1 COPY app.bin in /app" in line and "+15.0 kB" in line for line in lines)
     assert any("/app/app.bin" in line and "was 10.0 kB" in line for line in lines)
-    assert any("/opt/big.tar" in line for line in lines)  # top wasting paths
+    # A growth failure is about growth: no waste paths or waste advice (no waste rule ran).
+    assert not any("/opt/big.tar" in line or "advice:" in line for line in lines)
     assert lines[-1].startswith("FAIL: 1 failed, 0 passed")
 
 
@@ -473,9 +474,9 @@ def test_config_errors_name_the_file_and_line(
 
 
 INPUT_ERRORS = [
-    (["--max-size", "3XB"], "--max-size: max-size: unknown unit"),
-    (["--max-layers", "three"], "--max-layers: max-layers: 'three' is not a whole number"),
-    (["--max-growth", "-5%"], "--max-growth: max-growth"),
+    (["--max-size", "3XB"], "imgscope: error: --max-size: unknown unit 'XB'"),  # its subject once
+    (["--max-layers", "three"], "imgscope: error: --max-layers: 'three' is not a whole number"),
+    (["--max-growth", "-5%"], "imgscope: error: --max-growth: '-5%' must be a percent"),
     (["--config", "missing.yaml"], "--config missing.yaml: no such file"),
     (["--baseline", "nothing-here.json"], "baseline nothing-here.json: no such file"),
 ]
@@ -666,7 +667,9 @@ def test_junit_report_parses(images: dict[str, Path], tmp_path: Path) -> None:
     report = tmp_path / "out" / "ci.xml"
     report.parent.mkdir()
     code, data = ci_json(
-        str(images["v2"]), "--max-size", "1kB", "--forbid-path", "**/.env", "--max-layers", "9", "--junit", str(report)
+        str(images["v2"]),
+        *("--max-size", "1kB", "--forbid-path", "**/.env", "--max-layers", "9", "--max-growth", "5%"),
+        *("--junit", str(report)),
     )
     assert code == 1
     xml = JUnitXml.fromfile(str(report))
@@ -674,16 +677,27 @@ def test_junit_report_parses(images: dict[str, Path], tmp_path: Path) -> None:
     assert len(suites) == 1
     suite = suites[0]
     cases = list(suite)
-    assert [c.name for c in cases] == [r["name"] for r in data["rules"]]
-    assert suite.tests == len(cases) == len(data["rules"])
+    # Only the rules asked for: the three that ran and max-growth, skipped for want of a baseline.
+    asked = [r for r in data["rules"] if r["status"] != "skip" or r["reason"] not in ("not configured", "off")]
+    assert (
+        [c.name for c in cases]
+        == [r["name"] for r in asked]
+        == [
+            "max-size",
+            "max-layers",
+            "max-growth 5%",
+            "forbid-path",
+        ]
+    )
+    assert suite.tests == len(cases)
     assert suite.failures == data["counts"]["fail"] == 2
-    assert suite.skipped == data["counts"]["skip"]
+    assert suite.skipped == 1
     assert suite.errors == 0
     by_name = {c.name: c for c in cases}
     failure = by_name["forbid-path"].result[0]
     assert isinstance(failure, Failure) and "/app/.env" in (failure.text or "")
     assert "1 path" in failure.message
-    assert isinstance(by_name["max-compressed-size"].result[0], Skipped)
+    assert isinstance(by_name["max-growth 5%"].result[0], Skipped)
     assert by_name["max-layers"].is_passed
     assert all(c.classname == "imgscope.ci" for c in cases)
 
@@ -775,3 +789,22 @@ def test_daemon_push_size_and_baseline(
     growth = data["growth"]
     assert (growth["before"], growth["after"]) == (sizes[base], sizes[current])
     assert growth["baseline_kind"] == "image"
+
+
+def test_baseline_alone_checks_growth_with_the_documented_default(images: dict[str, Path]) -> None:
+    """``--baseline`` and nothing else: max-growth 10% (said in the output), not the waste defaults."""
+    code, out, _ = run_ci(str(images["v1"]), "--baseline", str(images["v1"]), "--no-color")
+    assert code == 0, out  # v1 wastes 29%: the waste defaults would fail it, growth does not
+    assert "rules from the --baseline default: max-growth 10%" in out
+    assert "PASS  max-growth 10%" in out
+    code, data = ci_json(str(images["v2"]), "--baseline", str(images["v1"]))
+    ran = {r["name"]: r for r in data["rules"] if r["status"] != "skip"}
+    assert set(ran) == {"max-growth 10%"} and ran["max-growth 10%"]["limit"] == pytest.approx(0.1)
+    assert code == 1 and data["config"]["source"] == "the --baseline default: max-growth 10%"
+    code, out, _ = run_ci(str(images["v2"]), "--baseline", str(images["v1"]), "--no-color")
+    assert code == 1
+    assert "What to look at" in out and "steps that grew most" in out and "/app/app.bin" in out
+    assert "advice:" not in out and "Top wasting paths" not in out
+    # Any rule given (or a config file) replaces the default, as for the waste defaults.
+    _code, data = ci_json(str(images["v1"]), "--baseline", str(images["v1"]), "--max-layers", "9")
+    assert {r["rule"] for r in data["rules"] if r["status"] != "skip"} == {"max-layers"}

@@ -87,6 +87,24 @@ def test_layer_tree_and_filter_views(external: Path) -> None:
     assert code == 2 and "layers 0 to 13" in one_error_line(out)
 
 
+def test_layer_shows_one_header_line_then_that_layers_changes() -> None:
+    """``--layer N`` is about the layer: one line of context, its changes, not the whole summary again."""
+    demo = str(Path(__file__).resolve().parent.parent / "sample_images" / "demo-legacy.tar")
+    code, out = run("inspect", demo, "--layer", "4", "--no-color")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{demo}  layer 4 of 7 (0-6)  97 B")
+    assert lines[1].startswith("Layer 4: RUN echo")
+    for absent in ("Entrypoint", "Steps", "Efficiency", "Top 10 largest files"):
+        assert absent not in out
+    _code, raw = run("inspect", demo, "--json")
+    changes = next(item for item in json.loads(raw)["layers"] if item["index"] == 4)["changes"]
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == len(changes)
+    for change in changes:
+        assert any(change["path"] in row and change["kind"] in row for row in rows)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     code, out = run("inspect", str(tmp_path / "nope.tar"))
     assert code == 2 and "nope.tar" in one_error_line(out)

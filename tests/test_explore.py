@@ -12,10 +12,10 @@ they are checked against the JSON report too, so a wrong golden cannot pass.
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +51,7 @@ from imgscope.model import ADDED, DIR, REMOVED
 from imgscope.render.console import KIND_MARK
 from imgscope.render.json_report import inspect_report
 from imgscope.stack import classify
+from imgscope.units import format_size
 from tests import imagebuild as ib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,15 +408,17 @@ def test_detail_panel_lists_every_layer_that_touched_the_path(
         assert browser.file_tree.select_node(demo_model.ids["/etc/passwd"])
         await pilot.pause()
         detail = browser.query_one("#detail", KeyTable)
-        rows = [[cell.plain for cell in detail.get_row_at(r)] for r in range(detail.row_count)]
+        keys = [column.key.value for column in detail.ordered_columns]
+        assert keys[:4] == ["layer", "change", "size", "wasted"]  # the numbers first: dropped last
+        rows = [dict(zip(keys, (c.plain for c in detail.get_row_at(r)), strict=True)) for r in range(detail.row_count)]
         changes = [
             (item["index"], c) for item in demo_report["layers"] for c in item["changes"] if c["path"] == "/etc/passwd"
         ]
-        assert [int(r[0]) for r in rows] == [index for index, _c in changes]
+        assert [int(r["layer"]) for r in rows] == [index for index, _c in changes]
         for row, (_index, change) in zip(rows, changes, strict=True):
-            assert change["kind"] in row[1]
-            assert row[3] == change["hash"]
-        assert rows[0][6].startswith("yes") and rows[-1][6] == "no"
+            assert change["kind"] in row["change"]
+            assert row["hash"] == change["hash"]
+        assert rows[0]["wasted"].startswith("yes") and rows[-1]["wasted"] == "no"
         # Enter on a detail row goes to that layer.
         detail.focus()
         detail.move_cursor(row=0)
@@ -653,71 +656,53 @@ def stress_model(tmp_path_factory: pytest.TempPathFactory) -> ExploreModel:
     return ExploreModel.build(load_stack(path))
 
 
-def test_keypresses_redraw_fast_on_25000_files(stress_model: ExploreModel) -> None:
-    """Every kind of keypress on a 25,000-file image, timed from the key to the end of a full redraw.
+def test_keypresses_draw_only_what_is_on_screen_on_25000_files(stress_model: ExploreModel) -> None:
+    """Every kind of keypress on a 25,000-file image turns at most a screenful of rows into text.
 
-    Two figures per key: wall time (what a user waits, but inflated by
-    whatever else the machine runs) and the process's CPU time (the work the
-    key caused, which a busy machine does not inflate).  The issue's bound,
-    100 ms, is asserted on CPU time; both are printed (``pytest -s``).  The
-    measured interval includes Pilot's own settling and a forced full-screen
-    compositor render, so it overstates the app's share; a no-op key is timed
-    too to show that floor.
+    The work a key causes is counted, not timed: a timing depends on what
+    else the machine runs (``benchmarks/explore_keys.py`` prints them).  The
+    tree draws only the rows on screen, so a key costs the same on 25,000
+    files as on 25: at most the visible rows twice (a redraw of the whole
+    pane plus the cursor's lines), never a number that grows with the image.
     """
     assert stress_model.summary.file_count >= 25_000
-    app = ExploreApp(model=stress_model, freeze_gc=True)  # as the command runs it
-    timings: dict[str, list[tuple[float, float]]] = {}
+    app = ExploreApp(model=stress_model)
+    drawn: dict[str, list[int]] = {}
 
-    async def timed(pilot: Any, label: str, key: str) -> None:
-        wall, cpu = time.perf_counter(), time.process_time()
+    async def counted(pilot: Any, label: str, key: str) -> None:
+        tree = app.browser.file_tree
+        before = tree.lines_drawn
         await pilot.press(key)
-        app.screen._compositor.render_update(full=True)
-        timings.setdefault(label, []).append(((time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000))
+        await pilot.pause()
+        drawn.setdefault(label, []).append(tree.lines_drawn - before)
 
     async def scenario(pilot: Any) -> None:
         browser = app.browser
         tree = browser.file_tree
         assert tree.snap is not None and len(tree.snap) > 15_000
-        for _ in range(3):
-            await timed(pilot, "no-op key (floor)", "x")
         for _ in range(len(stress_model.steps) - 1):
-            await timed(pilot, "next step (steps pane)", "down")
+            await counted(pilot, "next step (steps pane)", "down")
         assert len(tree.snap) > 25_000
         await pilot.press("tab", "tab")
         assert app.focused is tree
         for _ in range(20):
-            await timed(pilot, "cursor down (tree)", "j")
-        await timed(pilot, "page down", "pagedown")
-        await timed(pilot, "end", "end")
+            await counted(pilot, "cursor down (tree)", "j")
+        await counted(pilot, "page down", "pagedown")
+        await counted(pilot, "end", "end")
         for _ in range(4):
-            await timed(pilot, "previous step ([)", "left_square_bracket")
+            await counted(pilot, "previous step ([)", "left_square_bracket")
         for _ in range(2):
-            await timed(pilot, "toggle view (v)", "v")
-            await timed(pilot, "hide unchanged (U)", "U")
-            await timed(pilot, "sort (s)", "s")
-            await timed(pilot, "fold all (e)", "e")
-            await timed(pilot, "fold one (space)", "space")
+            for label, key in (("view", "v"), ("hide unchanged", "U"), ("sort", "s"), ("fold all", "e")):
+                await counted(pilot, label, key)
         await pilot.press("slash", *"*.so")
-        await timed(pilot, "apply filter (enter)", "enter")
-        await timed(pilot, "clear filter (escape)", "escape")
+        await counted(pilot, "apply filter (enter)", "enter")
+        await counted(pilot, "clear filter (escape)", "escape")
+        drawn["height"] = [tree.size.height]
 
-    try:
-        drive(app, scenario, size=(160, 50))
-    finally:
-        gc.unfreeze()
-    sys.stdout.write("\nexplore keypress timings on 25,000 files, ms (wall max/mean | cpu max/mean):\n")
-    worst_cpu = 0.0
-    for label, values in timings.items():
-        walls = [w for w, _c in values]
-        cpus = [c for _w, c in values]
-        worst_cpu = max(worst_cpu, max(cpus))
-        sys.stdout.write(
-            f"  {label:<26} {max(walls):7.1f} {sum(walls) / len(walls):7.1f} | "
-            f"{max(cpus):7.1f} {sum(cpus) / len(cpus):7.1f}\n"
-        )
-    if hasattr(os, "getloadavg"):
-        sys.stdout.write(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    assert worst_cpu < 100, timings
+    drive(app, scenario, size=(160, 50))
+    height = drawn.pop("height")[0]
+    assert height > 10
+    assert all(count <= 2 * height for counts in drawn.values() for count in counts), (height, drawn)
 
 
 # --------------------------------------------------------------------------- the command
@@ -797,35 +782,124 @@ def tmux() -> Iterator[list[str]]:
     subprocess.run([*base, "kill-server"], capture_output=True)
 
 
-def test_smoke_in_a_real_terminal(tmux: list[str], tmp_path: Path) -> None:
-    """``imgscope explore`` in a tmux pseudo-terminal: the browser shows up, ``q`` quits with status 0."""
-    status = tmp_path / "status"
-    command = f"{sys.executable} -m imgscope explore {DEMO}"  # this interpreter, whatever is on PATH
-    env = {"IMGSCOPE_CACHE_DIR": os.environ.get("IMGSCOPE_CACHE_DIR", str(tmp_path / "cache"))}
-    # COLUMNS/LINES inherited from pytest would override the pane's real size.
-    shell = (
-        f"cd {ROOT} && env -u COLUMNS -u LINES IMGSCOPE_CACHE_DIR={env['IMGSCOPE_CACHE_DIR']} {command}; "
-        f"echo $? > {status}"
-    )
-    subprocess.run([*tmux, "new-session", "-d", "-s", "explore", "-x", "160", "-y", "48", shell], check=True)
+def run_in_tmux(tmux: list[str], tmp_path: Path, ref: str, size: tuple[int, int]) -> tuple[str, str]:
+    """``imgscope explore REF`` in a tmux pane of ``size``: the screen once all background work is done, and the status.
+
+    Waits until the browser is up *and* the content audit has finished (the
+    summary says "file contents: checked"), so a worker that fails late is
+    seen; the pane is checked for a traceback all along, then ``q`` quits.
+    """
+    status = tmp_path / f"status-{size[0]}"
+    session = f"explore-{size[0]}"
+    command = f"{sys.executable} -m imgscope explore {ref}"  # this interpreter, whatever is on PATH
+    if ref == "CRASH":  # the demo, with a bug planted in the browser
+        plant = (
+            "import sys; from imgscope.explore import app; "
+            "app.BrowserScreen.on_mount = lambda self: 1 / 0; "
+            f"sys.argv = ['imgscope', 'explore', '{DEMO}']; "
+            "from imgscope.cli import main; main()"
+        )
+        command = f'{sys.executable} -c "{plant}"'
+    cache = os.environ.get("IMGSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    # COLUMNS/LINES inherited from pytest would override the pane's real size; the shell stays
+    # after the command so that whatever it printed on exit can still be captured.
+    shell = f"cd {ROOT} && env -u COLUMNS -u LINES IMGSCOPE_CACHE_DIR={cache} {command}; echo $? > {status}; sleep 60"
+    width, height = size
+    new = [*tmux, "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), shell]
+    subprocess.run(new, check=True)
 
     def screen() -> str:
-        done = subprocess.run([*tmux, "capture-pane", "-p", "-t", "explore"], capture_output=True, text=True)
+        done = subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True)
         return done.stdout
 
-    deadline = time.monotonic() + 60
-    wanted = ("Files as of layer 0", "busybox", "Steps", "Top wasted paths", "q Quit")
+    wanted = ("Files as of layer 0", "Steps", "Top wasted paths", "q Quit", "file contents: checked")
+    if ref == "CRASH":
+        wanted = ("internal error",)
+    deadline = time.monotonic() + 120
     text = ""
-    while time.monotonic() < deadline and not all(w in text for w in wanted):
+    while time.monotonic() < deadline and not all(w in text for w in wanted) and not status.exists():
         time.sleep(0.2)
         text = screen()
+        assert "Traceback" not in text, text
     assert all(w in text for w in wanted), text
-    subprocess.run([*tmux, "send-keys", "-t", "explore", "q"], check=True)
+    if ref == "CRASH":
+        return text, status.read_text().strip() if status.exists() else ""
+    time.sleep(1)  # a little longer: nothing may fail after the audit either
+    settled = screen()
+    assert "Traceback" not in settled and not status.exists(), settled
+    subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not status.exists():
         time.sleep(0.1)
     assert status.exists(), screen()
-    assert status.read_text().strip() == "0"
+    after = screen()
+    assert "Traceback" not in after, after
+    return settled, status.read_text().strip()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+def test_real_terminal_stays_up_until_background_work_is_done(
+    tmux: list[str], tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """In a tmux pseudo-terminal at 80x24 and 200x50: the browser, the finished audit, no traceback, exit 0."""
+    settled, status = run_in_tmux(tmux, tmp_path, str(DEMO), size)
+    assert status == "0"
+    # The steps pane keeps its Wasted column whole at any width: layer 0 of the demo wasted 181 B.
+    assert re.search(r"^│ 0 .* 181 B .*│", settled, re.M), settled
+    assert "Efficiency 33.4%:" in settled
+
+
+def test_real_terminal_on_a_daemon_image(tmux: list[str], tmp_path: Path, daemon_images: dict[str, str]) -> None:
+    """The same on an image the Docker engine holds (the audit re-reads it through the daemon)."""
+    settled, status = run_in_tmux(tmux, tmp_path, "imgscope-test/layers", (80, 24))
+    assert status == "0"
+    assert "imgscope-test/layers" in settled
+
+
+def test_a_crash_in_a_real_terminal_is_one_line_and_exit_1(tmux: list[str], tmp_path: Path) -> None:
+    text, status = run_in_tmux(tmux, tmp_path, "CRASH", (80, 24))
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines == ["imgscope: internal error in explore: ZeroDivisionError: division by zero"], text
+    for _ in range(50):
+        if status:
+            break
+        time.sleep(0.1)
+        status = (tmp_path / "status-80").read_text().strip() if (tmp_path / "status-80").exists() else ""
+    assert status == "1"
+
+
+def test_a_failing_audit_is_a_notice_and_a_crash_exits_1(tmp_path: Path) -> None:
+    """A failing content audit leaves the browser up with a one-line notice; a bug ends the app with code 1."""
+    model = ExploreModel.build(load_stack(DEMO))
+
+    def failing() -> None:
+        raise OSError("disk on fire")
+
+    app = ExploreApp(model=model, auditor=failing)  # type: ignore[arg-type]
+
+    async def scenario(pilot: Any) -> None:
+        for _ in range(100):
+            if app.audit_state != "running":
+                break
+            await pilot.pause(0.05)
+        assert app.audit_state == "failed"
+        summary = screen_region_text(app, app.browser.query_one("#summary"))
+        assert any("file contents: not checked" in line for line in summary)
+        assert [n.message for n in app._notifications] == ["audit of file contents failed: OSError: disk on fire"]
+
+    drive(app, scenario)
+    assert app.crash is None and not app.return_code
+
+    # A bug inside the app: kept for the command's one line, and the return code is 1, never 0.
+    crashing = ExploreApp(model=model)
+
+    async def crash(pilot: Any) -> None:
+        crashing.call_later(lambda: 1 / 0)
+        await pilot.pause(0.2)
+
+    with pytest.raises(ZeroDivisionError):
+        drive(crashing, crash)
+    assert isinstance(crashing.crash, ZeroDivisionError) and crashing.return_code == 1
 
 
 # --------------------------------------------------------------------------- audit markers
@@ -933,3 +1007,71 @@ def test_without_the_waste_analysis_the_own_ledger_gives_the_same_figures(demo: 
     ]
     stored_waste = {s.layer: s.wasted for s in report.steps}
     assert {r.layer: r.wasted for r in own.steps if r.layer is not None} == stored_waste
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_steps_and_detail_panes_fit_their_width(demo_model: ExploreModel, width: int) -> None:
+    """At 80, 120 and 200 columns no pane scrolls sideways: the Wasted column is whole, text columns give way."""
+    app = ExploreApp(model=demo_model)
+
+    async def scenario(pilot: Any) -> None:
+        browser = app.browser
+        browser.select_step(len(demo_model.steps) - 1)
+        assert browser.file_tree.select_node(demo_model.ids["/etc/passwd"])
+        await pilot.pause()
+        for pane in ("#steps", "#detail"):
+            table = browser.query_one(pane, KeyTable)
+            keys = [column.key.value for column in table.ordered_columns]
+            assert "wasted" in keys and "layer" in keys, (pane, keys)
+            used = sum(column.get_render_width(table) for column in table.ordered_columns)
+            assert used <= table.scrollable_content_region.width, (pane, keys, used)
+            assert table.max_scroll_x == 0, pane
+        wasted_pane = browser.query_one("#wasted", KeyTable)
+        assert wasted_pane.max_scroll_x == 0
+        sizes = [wasted_pane.get_row_at(k)[0].plain for k in range(wasted_pane.row_count)]
+        assert sizes == [format_size(p.bytes_wasted) for p in demo_model.summary.top_paths]
+        steps = browser.query_one("#steps", KeyTable)
+        shown = {column.key.value for column in steps.ordered_columns}
+        if width >= 120:
+            assert {"size", "added", "modified", "removed"} <= shown
+        wasted = [steps.get_row_at(k)[-1].plain for k in range(steps.row_count)]
+        expected = [format_size(row.wasted) if row.wasted else "" for row in demo_model.steps]
+        assert wasted == expected
+
+    drive(app, scenario, size=(width, 40))
+
+
+def test_child_audit_gives_the_in_process_result_and_stops_when_closed(tmp_path: Path) -> None:
+    """The child process answers what ``audit_contents`` answers in process; ``close`` ends it, no child left."""
+    import threading
+
+    from imgscope.errors import ImgscopeError
+    from imgscope.explore.child import ChildAudit
+    from imgscope.explore.content import audit_contents
+
+    assert ChildAudit(str(DEMO), SourceOptions()).run() == audit_contents(str(DEMO), SourceOptions())
+    missing = ChildAudit(str(tmp_path / "gone.tar"), SourceOptions())
+    with pytest.raises(ImgscopeError, match=r"gone\.tar"):
+        missing.run()
+
+    audit = ChildAudit(str(DEMO), SourceOptions())
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(audit.run())
+        except ImgscopeError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for _ in range(200):
+        if audit._proc is not None:
+            break
+        time.sleep(0.01)
+    audit.close()
+    thread.join(30)
+    assert not thread.is_alive() and len(outcome) == 1
+    assert audit._proc is not None and audit._proc.poll() is not None  # no child left behind
+    with pytest.raises(ImgscopeError, match="cancelled"):
+        audit.run()  # closed: never starts again

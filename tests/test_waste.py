@@ -432,9 +432,11 @@ def test_json_validates_and_console_shows_it(external: Path) -> None:
     assert all(isinstance(section[k], int) for k in ("total_stored", "visible", "wasted_bytes", "junk_bytes"))
     assert section["wasted_bytes"] == sum(c["bytes"] for c in section["copies"])
     text = render_text(section)
-    assert f"Wasted {format_size(section['wasted_bytes'])} of {format_size(section['total_stored'])}" in text
-    assert f"efficiency {section['efficiency'] * 100:.1f}%" in text
-    assert f"dive efficiency {section['dive_efficiency'] * 100:.1f}%" in text
+    headline = f"Efficiency {section['efficiency'] * 100:.1f}%: wasted {format_size(section['wasted_bytes'])}"
+    assert headline + f" of {format_size(section['total_stored'])} stored" in text
+    dive = f"dive would report efficiency {section['dive_efficiency'] * 100:.1f}%"
+    assert dive + f", wasted {format_size(section['dive_wasted_bytes'])}" in text
+    assert text.count("fficiency") == 2  # one headline, one labelled line for dive
     for item in section["by_cause"].values():
         assert (item["label"] in text) == bool(item["bytes"])
     for path in section["top_paths"]:
@@ -452,7 +454,7 @@ def test_render_of_a_clean_image_is_just_the_headline() -> None:
     section = waste.to_dict(waste.analyse(in_memory([base_layer()])))
     jsonschema.validate(section, load_schema("waste"))
     text = render_text(section)
-    assert "Wasted 0 B of 1.0 kB stored" in text
+    assert "Efficiency 100.0%: wasted 0 B of 1.0 kB stored" in text
     assert "Advice" not in text and "Top wasting paths" not in text
 
 

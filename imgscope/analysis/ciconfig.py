@@ -320,14 +320,14 @@ def load_settings(
     option_limits = [parse_limit(name, value, f"--{name}") for name, values in options.items() for value in values]
     notes: list[str] = []
     if path is None:
-        rules = merge([], option_limits, source="options", had_file=False)
+        rules = merge([], option_limits, source="options", had_file=False, baseline=baseline is not None)
         return CiSettings(rules, baseline)
     read = read_config(path, here)
     if not read.has_rules:
         if config is not None:
             raise ImgscopeError(f"{read.label}: no rules: mapping (see docs/ci.md)")
         notes.append(f"{read.label} has no rules: mapping; it was ignored")
-        rules = merge([], option_limits, source="options", had_file=False, notes=notes)
+        rules = merge([], option_limits, source="options", had_file=False, notes=notes, baseline=baseline is not None)
         return CiSettings(rules, baseline)
     source = read.label + (" (dive format)" if read.dive else "")
     if option_limits:

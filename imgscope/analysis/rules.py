@@ -136,6 +136,9 @@ DIVE_DEFAULTS: dict[str, str] = {
 }
 #: imgscope's defaults when neither a config file nor an option names a rule.
 DEFAULTS: dict[str, str] = {"min-efficiency": "0.9", "max-wasted-percent": "10%"}
+#: The default when ``--baseline`` is the only thing given: the question asked is "did it grow?",
+#: not "does it waste?" (an unchanged image must pass, whatever it wastes).
+BASELINE_DEFAULTS: dict[str, str] = {"max-growth": "10%"}
 
 
 def rule(name: str) -> RuleDef:
@@ -221,7 +224,7 @@ def parse_limit(name: str, raw: str, origin: str) -> Limit:
     """Parse one value of rule ``name`` written as ``raw``; errors name ``origin`` (file and line, or option)."""
     definition = rule(name)
     text = raw.strip()
-    where = f"{origin}: {name}"
+    where = origin if origin == f"--{name}" else f"{origin}: {name}"  # "--max-size", not "--max-size: max-size"
     if definition.kind in (DIVE_RATIO, DIVE_BYTES):
         if text.lower() in DIVE_OFF_WORDS:
             return Limit(name, None, text or "disabled", origin)
@@ -285,17 +288,24 @@ def merge(
     source: str,
     had_file: bool,
     notes: Iterable[str] = (),
+    baseline: bool = False,
 ) -> RuleConfig:
     """Options override the file rule by rule (a repeatable rule's options replace the file's list).
 
     With no config file and no option at all, imgscope's defaults apply
-    (:data:`DEFAULTS`).  dive rules come only from files: no option touches them.
+    (:data:`DEFAULTS`), or, when a baseline is given, the growth check of
+    :data:`BASELINE_DEFAULTS` alone.  dive rules come only from files: no
+    option touches them.
     """
     from_options = list(option_limits)
     from_file = list(file_limits)
     if not had_file and not from_options:
-        defaults = [parse_limit(name, value, "default") for name, value in DEFAULTS.items()]
-        return RuleConfig(tuple(defaults), "defaults", tuple(notes))
+        chosen, source = DEFAULTS, "defaults"
+        if baseline:
+            chosen = BASELINE_DEFAULTS
+            source = "the --baseline default: " + ", ".join(f"{k} {v}" for k, v in chosen.items())
+        defaults = [parse_limit(name, value, "default") for name, value in chosen.items()]
+        return RuleConfig(tuple(defaults), source, tuple(notes))
     overridden = {limit.rule for limit in from_options}
     kept = [limit for limit in from_file if limit.rule not in overridden]
     return RuleConfig(tuple(kept + from_options), source, tuple(notes))

@@ -7,13 +7,94 @@ runs, so ``imgscope --help`` stays instant.  Nothing else imports the CLI.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from imgscope import __version__
 
+#: What each option's value is, as the help shows it (``--max-size SIZE``); typer would print the
+#: Python type (``<str>``).  Options not listed show SIZE, N, FILE or VALUE by their type.
+METAVARS = {
+    "layer": "N",
+    "depth": "N",
+    "top": "N",
+    "max_layers": "N",
+    "sort": "ORDER",
+    "filter": "GLOB",
+    "forbid_path": "GLOB",
+    "path": "GLOB",
+    "ignore": "GLOB",
+    "platform": "OS/ARCH",
+    "image": "TAG",
+    "base": "REF",
+    "baseline": "REPORT_OR_REF",
+    "config": "FILE",
+    "ignore_file": "FILE",
+    "junit": "FILE",
+    "markdown": "FILE",
+    "sarif": "FILE",
+    "fail_on": "SEVERITY",
+    "format": "FORMAT",
+    "min_efficiency": "FRACTION",
+    "max_wasted_percent": "FRACTION",
+    "max_growth": "SIZE_OR_PERCENT",
+    "content": "PATH",
+}
+
+
+class _Argument(TyperArgument):
+    """An argument shown by its name alone: ``REF`` in the usage line and the list, no ``{ref}`` or ``<str>``."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:  # typer 0.29: the usage line
+        return self._plain(usage=True)
+
+    def make_metavar(self, *args: Any, **kwargs: Any) -> str:  # typer < 0.29: usage line and list
+        return self._plain(usage=bool(kwargs.get("usage")))
+
+    def _plain(self, usage: bool) -> str:
+        name = self.metavar or (self.name or "value").upper()
+        name = f"[{name}]" if usage and not self.required else name
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def _name_values(command: Any) -> None:
+    """Give every argument and valued option of ``command`` (and its subcommands) a plain metavar."""
+    for param in command.params:
+        if isinstance(param, TyperArgument):
+            param.metavar = param.metavar or (param.name or "value").upper()
+            param.__class__ = _Argument
+        elif isinstance(param, TyperOption) and not param.is_flag and param.metavar is None:
+            name = (param.name or "").strip("_")  # filter_ -> filter
+            kind = param.bare_type() if hasattr(param, "bare_type") else ""
+            if name in METAVARS:
+                param.metavar = METAVARS[name]
+            elif "SIZE" in (param.help or "") or name.endswith(("_size", "_bytes")):
+                param.metavar = "SIZE"
+            elif kind == "int":
+                param.metavar = "N"
+            elif kind in ("Path", "path"):
+                param.metavar = "FILE"
+            else:
+                param.metavar = "VALUE"
+    for sub in getattr(command, "commands", {}).values():
+        _name_values(sub)
+
+
+class _Group(TyperGroup):
+    """The root group: names every value in ``--help`` the way the docs do (REF, SIZE, N, GLOB)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _name_values(self)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="imgscope",
     help="See what is inside a container image, layer by layer, and what each Dockerfile step cost.",
     no_args_is_help=True,

@@ -32,8 +32,9 @@ from imgscope.cli.common import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from imgscope.explore.child import ChildAudit
     from imgscope.explore.content import FileContent
-    from imgscope.explore.model import ExploreModel, Finding, Progress
+    from imgscope.explore.model import ExploreModel, Progress
     from imgscope.model import Entry
 
 
@@ -77,20 +78,15 @@ def make_reader(ref: str, opts: SourceOptions) -> Callable[[str, int, Entry], Fi
     return read
 
 
-def make_auditor(ref: str, opts: SourceOptions) -> Callable[[], tuple[list[Finding], int] | None]:
-    """A function that runs the full audit (file contents too) in a child process and waits for it."""
+def make_auditor(ref: str, opts: SourceOptions) -> ChildAudit:
+    """The full audit (file contents too) of ``ref`` in a child process; call it to wait for the result.
 
-    def run() -> tuple[list[Finding], int] | None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    A plain child process (see :mod:`imgscope.explore.child`), not a
+    multiprocessing pool: under textual the pool's resource tracker fails.
+    """
+    from imgscope.explore.child import ChildAudit
 
-        from imgscope.explore.content import audit_contents
-
-        # spawn, not fork: the app runs threads, and a forked copy of them is not safe.
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(audit_contents, ref, opts).result()
-
-    return run
+    return ChildAudit(ref, opts)
 
 
 def explore(
@@ -122,15 +118,30 @@ def explore(
         opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         from imgscope.explore.app import ExploreApp
 
+        auditor = make_auditor(ref, opts)
         app = ExploreApp(
             loader=make_loader(ref, opts),
             reader=make_reader(ref, opts),
-            auditor=make_auditor(ref, opts),
+            auditor=auditor,
             iec=iec,
             what=ref,
             freeze_gc=True,
         )
-        code = app.run()
+        try:
+            code = app.run()
+        finally:
+            auditor.close()
+        if app.crash is not None:
+            # A bug inside the app: one line (the traceback with --debug), and never exit 0.
+            if debug:
+                import traceback
+
+                traceback.print_exception(app.crash)
+            from imgscope.render.console import printable
+
+            message = f"{type(app.crash).__name__}: {app.crash}".splitlines()[0]
+            sys.stderr.write(f"imgscope: internal error in explore: {printable(message)}\n")
+            raise typer.Exit(1)
         if app.error is not None:
             raise app.error
         if code:

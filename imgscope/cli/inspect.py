@@ -112,8 +112,11 @@ def _print_console(
     from imgscope.render import console as view
 
     out = make_console(no_color)
-    out.print(view.summary(stacked.image, iec))
-    out.print()
+    if layer is None:
+        out.print(view.summary(stacked.image, iec))
+        out.print()
+    else:  # the layer was asked for: one line of context, then its changes (or tree)
+        out.print(view.layer_header(stacked, layer, iec), soft_wrap=True)
     if tree:
         shown = stacked if layer is None else stacking.build(stacked.image, upto=layer)
         touched = None
@@ -121,7 +124,6 @@ def _print_console(
             touched = {c.path: c.kind for c in shown.layers[layer].changes}
         out.print(view.tree_view(shown.final, depth=depth, pattern=pattern, touched=touched, iec=iec, sort=sort))
     elif layer is not None:
-        out.print(view.steps_table(stacked, iec, out.width))
         out.print(view.changes_table(stacked, layer, sort=sort, pattern=pattern, iec=iec))
     else:
         out.print(view.steps_table(stacked, iec, out.width))

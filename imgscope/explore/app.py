@@ -13,6 +13,7 @@ command runs, never for ``--help``.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import replace
@@ -51,7 +52,7 @@ from imgscope.explore.model import (
     describe_entry,
     permissions,
 )
-from imgscope.explore.widgets import Columns, FileTree, KeyTable, header_text
+from imgscope.explore.widgets import Columns, FileTree, KeyTable, fit_columns, header_text
 from imgscope.model import DIR, FILE, HARDLINK, SYMLINK, Entry
 from imgscope.render.console import KIND_MARK, KIND_STYLE
 from imgscope.stack import FinalEntry
@@ -60,6 +61,29 @@ from imgscope.units import format_size
 Loader = Callable[[Progress], ExploreModel]
 Reader = Callable[[str, int, Entry], FileContent]
 Auditor = Callable[[], tuple[list[Finding], int] | None]
+
+#: The steps pane's columns (key, title), in order; which are shown depends on the width.
+STEP_COLUMNS = (
+    ("layer", "L"),
+    ("size", "Size"),
+    ("instruction", "Instruction"),
+    ("added", "+"),
+    ("modified", "~"),
+    ("removed", "-"),
+    ("wasted", "Wasted"),
+)
+DETAIL_COLUMNS = (
+    ("layer", "L"),
+    ("change", "Change"),
+    ("size", "Size"),
+    ("wasted", "Wasted"),
+    ("hash", "Hash"),
+    ("mode", "Mode"),
+    ("owner", "Owner"),
+    ("step", "Step"),
+)
+
+AUDIT_NONE, AUDIT_RUNNING, AUDIT_DONE, AUDIT_FAILED = "none", "running", "done", "failed"
 
 HIDE_KEYS = {HIDE_ADDED: "A", HIDE_REMOVED: "R", HIDE_MODIFIED: "M", HIDE_UNCHANGED: "U"}
 
@@ -116,6 +140,17 @@ KEYBAR = " ".join(
 
 def _size(n: int, iec: bool) -> str:
     return format_size(n, iec)
+
+
+def _pack(parts: list[str], sep: str, width: int) -> str:
+    """Parts joined by ``sep`` on as few lines of ``width`` cells as fit, never breaking inside a part."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- modal screens
@@ -285,6 +320,9 @@ class BrowserScreen(Screen[None]):
         self._jump_cycle: dict[str, int] = {}
         self._detail_rows: list[tuple[int, Entry | None]] = []
         self._toolbar_text = ""
+        self._steps_layout: tuple[tuple[str, ...], int] = ((), 0)
+        self._detail_columns: tuple[tuple[str, ...], bool] = ((), False)
+        self._wasted_width = 0
 
     # ------------------------------------------------------------------ layout
 
@@ -306,45 +344,15 @@ class BrowserScreen(Screen[None]):
     def on_mount(self) -> None:
         steps = self.query_one("#steps", KeyTable)
         steps.border_title = "Steps"
-        steps.add_column("L", key="layer")
-        steps.add_column("Size", key="size")
-        steps.add_column("Instruction", key="instruction")
-        steps.add_column("+", key="added")
-        steps.add_column("~", key="modified")
-        steps.add_column("-", key="removed")
-        steps.add_column("Wasted", key="wasted")
-        for row in self.model.steps:
-            dim = "dim" if row.empty else ""
-            changed = row.modified + row.metadata + row.reshipped
-            steps.add_row(
-                Text("" if row.layer is None else str(row.layer), style=dim, justify="right"),
-                Text("" if row.empty else _size(row.size, self.iec), style=dim, justify="right"),
-                self._instruction_cell(row),
-                Text(str(row.added) if row.added else "", style=KIND_STYLE["added"], justify="right"),
-                Text(str(changed) if changed else "", style=KIND_STYLE["modified"], justify="right"),
-                Text(str(row.removed) if row.removed else "", style=KIND_STYLE["removed"], justify="right"),
-                Text(_size(row.wasted, self.iec) if row.wasted else "", style="red", justify="right"),
-            )
+        self._fill_steps()
         self.query_one("#summary", Static).update(self._summary_text())
         self.query_one("#summary", Static).border_title = "Image"
         wasted = self.query_one("#wasted", KeyTable)
         wasted.border_title = "Top wasted paths (enter: jump)"
-        wasted.add_column("Wasted", key="bytes")
-        wasted.add_column("Copies", key="times")
-        wasted.add_column("Path", key="path")
-        for item in self.model.summary.top_paths:
-            wasted.add_row(
-                Text(_size(item.bytes_wasted, self.iec), style="red", justify="right"),
-                Text(str(item.times_stored), justify="right"),
-                Text(item.path, no_wrap=True),
-                key=item.path,
-            )
+        self._fill_wasted()
         detail = self.query_one("#detail", KeyTable)
         detail.border_title = "Every layer that touched it (enter: go to layer, o: open that copy)"
-        for title in ("L", "Change", "Size", "Hash", "Mode", "Owner", "Wasted", "Step"):
-            detail.add_column(title, key=title.lower())
-        if self.model.steps:
-            steps.move_cursor(row=self.step, animate=False)
+        self._detail_layout()
         if self.app.size.width < 110:
             # A narrow terminal: the name column matters more than permissions (p shows them).
             self.columns = replace(self.columns, perms=False)
@@ -355,39 +363,170 @@ class BrowserScreen(Screen[None]):
         if isinstance(self.app, ExploreApp):
             self.app.start_audit()
 
+    def on_resize(self) -> None:
+        """A new terminal size: pick again which columns of the steps and detail panes fit."""
+        self._fill_steps()
+        self._fill_wasted()
+        self.query_one("#summary", Static).update(self._summary_text())
+        if self._detail_layout():
+            self.show_detail(self.file_tree.node)
+
+    def _pane_widths(self) -> tuple[int, int]:
+        """Cells inside the left and right panes' borders (and a vertical scrollbar), from the CSS widths."""
+        width = self.app.size.width
+        left = max(34, width * 42 // 100)
+        return left - 4, max(0, width - left) - 4
+
+    def _fill_steps(self) -> None:
+        """(Re)build the steps table with the columns that fit: numbers whole, the instruction cut to fit.
+
+        +, ~ and - are dropped first, then the size; the instruction takes
+        the width that remains (at least 12 cells).
+        """
+        rows = self.model.steps
+        cells = [self._step_cells(row) for row in rows]
+        widths = {key: len(title) for key, title in STEP_COLUMNS}
+        for row_cells in cells:
+            for key, value in row_cells.items():
+                widths[key] = max(widths[key], len(value))
+        widths["instruction"] = (
+            max(
+                widths["instruction"],
+                *(len(r.instruction) + (len(f" ⚑{r.findings}") if r.findings else 0) for r in rows),
+            )
+            if rows
+            else widths["instruction"]
+        )
+        widths["instruction"] = min(widths["instruction"], 60)
+        kept, flex = fit_columns(
+            widths, ("removed", "modified", "added", "size"), self._pane_widths()[0], "instruction", 12
+        )
+        layout = (tuple(kept), flex)
+        if layout == self._steps_layout:
+            return
+        self._steps_layout = layout
+        steps = self.query_one("#steps", KeyTable)
+        steps.clear(columns=True)
+        for key, title in STEP_COLUMNS:
+            if key in kept:
+                steps.add_column(title, key=key, width=flex if key == "instruction" else widths[key])
+        styles = {"added": KIND_STYLE["added"], "modified": KIND_STYLE["modified"], "removed": KIND_STYLE["removed"]}
+        for k, (row, row_cells) in enumerate(zip(rows, cells, strict=True)):
+            values: list[Text] = []
+            for key in kept:
+                if key == "instruction":
+                    values.append(self._instruction_cell(row))
+                else:
+                    style = "red" if key == "wasted" else styles.get(key, "dim" if row.empty else "")
+                    values.append(Text(row_cells[key], style=style, justify="right"))
+            steps.add_row(*values, key=str(k))
+        if rows:
+            steps.move_cursor(row=self.step, animate=False)
+
+    def _fill_wasted(self) -> None:
+        """(Re)build the wasted paths pane: sizes and counts whole, paths cut at the front to fit.
+
+        A path wider than the pane would add a horizontal scrollbar, which at
+        24 lines hides the pane's only visible row.
+        """
+        top = self.model.summary.top_paths
+        sizes = [_size(item.bytes_wasted, self.iec) for item in top]
+        size_w = max([len("Wasted"), *map(len, sizes)])
+        count_w = max([len("Copies"), *(len(str(item.times_stored)) for item in top)])
+        path_w = max(8, self._pane_widths()[0] - (size_w + 2) - (count_w + 2) - 2)
+        if path_w == self._wasted_width:
+            return
+        self._wasted_width = path_w
+        wasted = self.query_one("#wasted", KeyTable)
+        wasted.clear(columns=True)
+        wasted.add_column("Wasted", key="bytes", width=size_w)
+        wasted.add_column("Copies", key="times", width=count_w)
+        wasted.add_column("Path", key="path", width=path_w)
+        for item, size in zip(top, sizes, strict=True):
+            path = item.path if len(item.path) <= path_w else "…" + item.path[-(path_w - 1) :]
+            wasted.add_row(
+                Text(size, style="red", justify="right"),
+                Text(str(item.times_stored), justify="right"),
+                Text(path, no_wrap=True),
+                key=item.path,
+            )
+
+    def _step_cells(self, row: StepRow) -> dict[str, str]:
+        changed = row.modified + row.metadata + row.reshipped
+        return {
+            "layer": "" if row.layer is None else str(row.layer),
+            "size": "" if row.empty else _size(row.size, self.iec),
+            "added": str(row.added) if row.added else "",
+            "modified": str(changed) if changed else "",
+            "removed": str(row.removed) if row.removed else "",
+            "wasted": _size(row.wasted, self.iec) if row.wasted else "",
+        }
+
+    def _detail_layout(self) -> bool:
+        """Choose the detail pane's columns for this width; True when they changed (the table is rebuilt)."""
+        layers = len(str(max(self.model.layer_count - 1, 0)))
+        wide_waste = 29 + layers  # "yes 999.9 kB (overwritten, L12)"
+        widths = {"layer": max(1, layers), "change": 11, "size": 8, "wasted": wide_waste, "hash": 16}
+        widths |= {"mode": 10, "owner": 11, "step": 60}
+        available = self._pane_widths()[1]
+        kept, flex = fit_columns(widths, ("owner", "mode", "hash", "step"), available, "step", 8)
+        if "step" not in kept and sum(widths[k] + 2 for k in kept) > available:
+            widths["wasted"] = 12  # "yes 999.9 kB": the cause and the hiding layer go when narrow
+            kept, flex = fit_columns(widths, ("owner", "mode", "hash", "step"), available, "step", 8)
+        widths["step"] = flex
+        compact = widths["wasted"] == 12
+        layout = (tuple(kept), compact)
+        if layout == self._detail_columns:
+            return False
+        self._detail_columns = layout
+        detail = self.query_one("#detail", KeyTable)
+        detail.clear(columns=True)
+        for key, title in DETAIL_COLUMNS:
+            if key in kept:
+                detail.add_column(title, key=key, width=widths[key])
+        return True
+
     def findings_changed(self) -> None:
         """The content audit finished: redraw what shows findings (summary, steps, tree, detail)."""
-        from textual.coordinate import Coordinate
-
         self.query_one("#summary", Static).update(self._summary_text())
         steps = self.query_one("#steps", KeyTable)
-        for k, row in enumerate(self.model.steps):
-            steps.update_cell_at(Coordinate(k, 2), self._instruction_cell(row))
+        if "instruction" in self._steps_layout[0]:
+            for k, row in enumerate(self.model.steps):
+                steps.update_cell(str(k), "instruction", self._instruction_cell(row))
         self.file_tree.refresh()
         self.show_detail(self.file_tree.node)
 
     def _instruction_cell(self, row: StepRow) -> Text:
-        instruction = row.instruction if len(row.instruction) <= 48 else row.instruction[:47] + "…"
+        mark = f" ⚑{row.findings}" if row.findings else ""
+        room = max(1, (self._steps_layout[1] or 48) - len(mark))
+        instruction = row.instruction if len(row.instruction) <= room else row.instruction[: room - 1] + "…"
         text = Text(instruction, style="dim" if row.empty else "", no_wrap=True)
-        if row.findings:
-            text.append(f" ⚑{row.findings}", style="red")
+        if mark:
+            text.append(mark, style="red")
         return text
 
     def _summary_text(self) -> Text:
+        """Short lines packed to the pane width, no number torn from its unit; one efficiency figure, in words."""
         s = self.model.summary
-        out = Text(no_wrap=True, overflow="ellipsis")
+        width = self._pane_widths()[0]
+        out = Text()
         out.append(s.reference + "\n", style="bold")
-        out.append(f"{s.platform} · {s.layer_count} layers · {s.step_count} steps · ")
-        out.append(f"{_size(s.size, self.iec)} · {s.file_count:,} files\n")
-        out.append("wasted ")
-        out.append(f"{_size(s.wasted_bytes, self.iec)}", style="bold red" if s.wasted_bytes else "bold")
-        out.append(f" · efficiency {s.efficiency * 100:.1f} %")
+        out.append(_pack([f"{s.platform}", f"{s.layer_count} layers", f"{s.step_count} steps"], " · ", width) + "\n")
+        out.append(_pack([f"{_size(s.size, self.iec)} stored", f"{s.file_count:,} files"], " · ", width) + "\n")
+        headline = [f"Efficiency {s.efficiency * 100:.1f}%:", f"wasted {_size(s.wasted_bytes, self.iec)}"]
+        headline.append(f"of {_size(s.size, self.iec)}")
+        out.append(_pack(headline, " ", width) + "\n", style="bold red" if s.wasted_bytes else "bold")
         if s.dive_efficiency is not None:
-            out.append(f" (dive's score {s.dive_efficiency * 100:.1f} %)", style="dim")
-        out.append("\n")
+            out.append(f"dive would report {s.dive_efficiency * 100:.1f}%\n", style="dim")
         if s.audit_available:
-            out.append(f"audit: {s.finding_total} finding(s), {s.finding_count} on files (marked ⚑)")
-            out.append("" if s.content_audited else " · file contents: checking…", style="dim")
+            state = self.app.audit_state if isinstance(self.app, ExploreApp) else AUDIT_NONE
+            out.append(_pack([f"audit: {s.finding_total} finding(s),", f"{s.finding_count} on files ⚑"], " ", width))
+            if s.content_audited:
+                out.append("\nfile contents: checked", style="dim")
+            elif state == AUDIT_FAILED:
+                out.append("\nfile contents: not checked", style="yellow")
+            elif state == AUDIT_RUNNING:
+                out.append("\nfile contents: checking…", style="dim")
         else:
             out.append("audit: not available in this version", style="dim")
         return out
@@ -687,23 +826,23 @@ class BrowserScreen(Screen[None]):
             if touch.entry is None:
                 wasted = Text("—", style="dim")
             elif touch.wasted:
-                wasted = Text(
-                    f"yes {_size(touch.wasted_bytes, self.iec)} ({touch.wasted_cause}, L{touch.hidden_by})", style="red"
-                )
+                why = "" if self._detail_columns[1] else f" ({touch.wasted_cause}, L{touch.hidden_by})"
+                wasted = Text(f"yes {_size(touch.wasted_bytes, self.iec)}{why}", style="red")
             elif touch.entry.type == DIR:
                 wasted = Text("—", style="dim")
             else:
                 wasted = Text("no", style="green")
-            detail.add_row(
-                Text(str(touch.layer), justify="right", style="bold" if touch.layer == layer else ""),
-                Text(f"{KIND_MARK.get(touch.kind, '')} {touch.kind}", style=kind_style),
-                Text(_size(touch.entry.size, self.iec) if touch.entry is not None else "", justify="right"),
-                Text(entry.digest if entry is not None and entry.digest else ""),
-                Text(permissions(entry) if entry is not None else ""),
-                Text(f"{entry.uid}:{entry.gid}" if entry is not None else ""),
-                wasted,
-                Text(touch.instruction, no_wrap=True),
-            )
+            cells = {
+                "layer": Text(str(touch.layer), justify="right", style="bold" if touch.layer == layer else ""),
+                "change": Text(f"{KIND_MARK.get(touch.kind, '')} {touch.kind}", style=kind_style),
+                "size": Text(_size(touch.entry.size, self.iec) if touch.entry is not None else "", justify="right"),
+                "wasted": wasted,
+                "hash": Text(entry.digest if entry is not None and entry.digest else ""),
+                "mode": Text(permissions(entry) if entry is not None else ""),
+                "owner": Text(f"{entry.uid}:{entry.gid}" if entry is not None else ""),
+                "step": Text(touch.instruction, no_wrap=True),
+            }
+            detail.add_row(*(cells[key] for key in self._detail_columns[0]))
             self._detail_rows.append((touch.layer, touch.entry))
 
     # ------------------------------------------------------------------ content
@@ -799,6 +938,10 @@ class ExploreApp(App[int]):
         self.iec = iec
         self.what = what
         self.error: ImgscopeError | None = None
+        #: An unexpected exception that ended the app (the CLI prints one line and exits 1).
+        self.crash: BaseException | None = None
+        #: Where the content audit is: none asked, running, done or failed (shown in the summary).
+        self.audit_state = AUDIT_NONE
 
     def _freeze(self) -> None:
         """Take the (large, long-lived) model out of the cyclic garbage collector's scans.
@@ -847,28 +990,65 @@ class ExploreApp(App[int]):
     def start_audit(self) -> None:
         """Start the content audit (once the browser is on screen to show its result)."""
         if self.auditor is not None and self.model is not None and self.model.audit_available:
+            self.audit_state = AUDIT_RUNNING
             self._run_audit()
 
     @work(thread=True, exclusive=True, group="audit")
     def _run_audit(self) -> None:
-        """The content audit runs elsewhere (a child process); this thread only waits for it."""
+        """The content audit runs elsewhere (a child process); this thread only waits for it.
+
+        Whatever goes wrong there becomes a one-line notice: the browser stays up
+        with the findings it has (names, modes and config), never a traceback.
+        """
         assert self.auditor is not None
         try:
             result = self.auditor()
         except ImgscopeError as exc:
-            self.call_from_thread(self.notify, f"audit of file contents failed: {exc.message}", markup=False)
+            self._post(self._audit_failed, exc.message)
             return
-        if result is not None:
-            self.call_from_thread(self._audited, *result)
+        except Exception as exc:
+            self._post(self._audit_failed, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return
+        if result is None:
+            self._post(self._audit_failed, "the audit module is not installed")
+        else:
+            self._post(self._audited, *result)
 
-    def _audited(self, findings: list[Finding], total: int) -> None:
-        assert self.model is not None
-        self.model.set_findings(findings, total, content_audited=True)
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` on the app's thread, unless the user quit meanwhile (then nothing is left to show)."""
+        with contextlib.suppress(RuntimeError):  # raised when the app is no longer running
+            self.call_from_thread(callback, *args)
+
+    def _audit_failed(self, message: str) -> None:
+        self.audit_state = AUDIT_FAILED
+        self.notify(f"audit of file contents failed: {message}", severity="warning", markup=False, timeout=10)
+        self._audit_shown()
+
+    def _audit_shown(self) -> None:
         try:
             browser = self.browser
         except LookupError:
             return
         browser.findings_changed()
+
+    def _audited(self, findings: list[Finding], total: int) -> None:
+        assert self.model is not None
+        self.model.set_findings(findings, total, content_audited=True)
+        self.audit_state = AUDIT_DONE
+        self._audit_shown()
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug ends the app quietly: kept in :attr:`crash` for the CLI's one line, no traceback on screen.
+
+        Under a test pilot the exception is still re-raised by textual (it
+        keeps the first one in ``_exception``), so tests see the failure.
+        """
+        self.crash = error
+        self._return_code = 1
+        if self._exception is None:
+            self._exception = error
+            self._exception_event.set()
+        self._close_messages_no_wait()
 
     def _failed(self, exc: ImgscopeError) -> None:
         self.error = exc

@@ -40,6 +40,18 @@ from imgscope.units import format_size
 
 SCHEMA_VERSION = 1
 
+#: Rules about wasted bytes: when one fails, "what to look at" lists the wasting paths and advice.
+WASTE_RULES = frozenset(
+    (
+        "min-efficiency",
+        "max-wasted-bytes",
+        "max-wasted-percent",
+        "max-junk-bytes",
+        "dive-lowest-efficiency",
+        "dive-highest-wasted-bytes",
+        "dive-highest-user-wasted-percent",
+    )
+)
 STATUS_WORD = {PASS: "PASS", FAIL: "FAIL", SKIP: "SKIP"}
 STATUS_STYLE = {PASS: "green", FAIL: "bold red", SKIP: "dim"}
 #: Rules whose findings are listed under their own line (the others point at the sections below).
@@ -133,6 +145,11 @@ def growth_headline(growth: Growth, iec: bool = False) -> str:
     return f"{delta} ({pct}) since {growth.baseline}: {before} -> {after}"
 
 
+def unconfigured(result: RuleResult) -> bool:
+    """A rule skipped because no limit was set (or it was set to off): nobody asked for it."""
+    return result.status == SKIP and result.reason in ("not configured", "off")
+
+
 def render(report: CiReport, iec: bool = False) -> RenderableType:
     """The console report: header, one line per rule, what to look at on failure, the verdict."""
     parts: list[RenderableType] = []
@@ -146,11 +163,9 @@ def render(report: CiReport, iec: bool = False) -> RenderableType:
         parts.append(Text(f"note: {note}", style="yellow"))
     for warning in image.warnings:  # a DiffID that does not match the config, a skipped artifact...
         parts.append(Text(f"warning: {warning}", style="yellow"))
-    rows = [
-        (result, measured_text(result, iec), limit_text(result, iec), reason_text(result, iec))
-        for result in report.results
-    ]
-    name_width = max((len(r.name) for r in report.results), default=0)
+    ran = [r for r in report.results if not unconfigured(r)]
+    rows = [(result, measured_text(result, iec), limit_text(result, iec), reason_text(result, iec)) for result in ran]
+    name_width = max((len(r.name) for r in ran), default=0)
     measured_width = max((len(m) for _, m, _, _ in rows), default=0)
     limit_width = max((len(lim) for _, _, lim, _ in rows), default=0)
     for result, measured, limit, reason in rows:
@@ -167,6 +182,9 @@ def render(report: CiReport, iec: bool = False) -> RenderableType:
                 parts.append(Text("        " + finding_text(result, finding, iec), style="red"))
             if len(result.findings) > len(shown):
                 parts.append(Text(f"        ... and {len(result.findings) - len(shown)} more", style="red"))
+    off = [r.name for r in report.results if unconfigured(r)]
+    if off:
+        parts.append(Text(f"off: {', '.join(off)}", style="dim"))
     if not report.passed:
         parts.extend(_look_at(report, iec))
     elif report.growth is not None:
@@ -205,7 +223,9 @@ def _look_at(report: CiReport, iec: bool) -> list[RenderableType]:
                 out.append(
                     Text(f"    {value_text(path.delta, BYTES, iec, signed=True):>10}  {path.path} ({tag}{layer})")
                 )
-    if report.top_wasting:
+    # Waste advice only when a waste rule failed: a growth failure is about growth.
+    waste_failed = any(r.status == FAIL and r.rule in WASTE_RULES for r in report.results)
+    if report.top_wasting and waste_failed:
         waste = report.waste
         out.append(
             Text(
@@ -221,7 +241,7 @@ def _look_at(report: CiReport, iec: bool) -> list[RenderableType]:
                     f"(stored {item.times_stored}x, layers {layers})"
                 )
             )
-    for advice in report.waste.advice[:3]:
+    for advice in report.waste.advice[:3] if waste_failed else ():
         out.append(Text(f"  advice: {escape(advice.text)}", style="cyan"))
     return out
 

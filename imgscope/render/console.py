@@ -6,14 +6,17 @@ Tests render them to strings through a recording console.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import heapq
 import posixpath
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -95,6 +98,77 @@ class SafeConsole(Console):
         return super()._render_buffer(safe)
 
 
+class Fitted:
+    """A table that fits the width it is printed at: numbers whole, text cut or folded, columns dropped.
+
+    Why: rich squeezes every column of a table wider than the terminal, and
+    at 80 columns (any pipe or CI log) that turns sizes into ``(1…`` and
+    headers into ``La…``.  Here right-aligned columns (numbers, sizes) keep
+    their widest cell whole and never wrap; left-aligned text gives way (cut
+    with an ellipsis or folded, at least ``min_text`` cells); when even
+    that does not fit, the columns named in ``drop`` go, in that order.
+    The width is the one the console offers at print time, so the same
+    renderable fits a terminal, a pipe at ``COLUMNS=80`` or a wide log.
+    """
+
+    def __init__(self, table: Table, drop: Sequence[str] = (), min_text: int = 12) -> None:
+        self.table = table
+        self.drop = tuple(drop)
+        self.min_text = min_text
+
+    def fit(self, console: Console, width: int) -> Table:
+        """A copy of the table whose columns fit ``width`` cells."""
+        table = copy.copy(self.table)
+        table.columns = [dataclasses.replace(c) for c in self.table.columns]
+        measure_options = console.options.update(width=10_000, max_width=10_000)
+
+        def widest(column: object) -> int:
+            assert isinstance(column, type(table.columns[0]))
+            cells = [column.header, *column.cells]
+            return max(
+                (Measurement.get(console, measure_options, c).maximum if c != "" else 0 for c in cells), default=0
+            )
+
+        widths = {id(c): widest(c) for c in table.columns}
+        for column in table.columns:
+            if column.justify == "right":  # a number: whole, on one line
+                column.no_wrap = True
+                column.min_width = widths[id(column)]
+            else:
+                least = min(widths[id(column)], max(self.min_text, _header_width(column.header)))
+                column.min_width = max(column.min_width or 0, least)  # a caller's minimum stands
+
+        def need() -> int:
+            pad = table.padding[1] + table.padding[3]
+            edges = (len(table.columns) + 1) if table.box is not None else max(len(table.columns) - 1, 0)
+            return sum((c.min_width or 0) + pad for c in table.columns) + edges
+
+        for header in self.drop:
+            if need() <= width:
+                break
+            table.columns = [c for c in table.columns if str(c.header) != header]
+        # rich shrinks every column alike once the wrapping ones are at their minimum, so the
+        # text columns get a maximum here that leaves the numbers their room.
+        text = [c for c in table.columns if c.justify != "right"]
+        spare = max(0, width - need())  # beyond every column's minimum, shared by what the text wants more
+        wants = {id(c): max(0, widths[id(c)] - (c.min_width or 0)) for c in text}
+        total = sum(wants.values()) or 1
+        for column in text:
+            extra = min(wants[id(column)], spare * wants[id(column)] // total)
+            column.max_width = (column.min_width or 0) + extra
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.fit(console, options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.fit(console, options.max_width))
+
+
+def _header_width(header: object) -> int:
+    return len(header.plain) if isinstance(header, Text) else len(str(header))
+
+
 def _size(n: int | None, iec: bool) -> str:
     return "-" if n is None else format_size(n, iec)
 
@@ -161,6 +235,18 @@ def changes_cell(result: LayerResult, iec: bool = False) -> Text:
     return text if text else Text("-", style="dim")
 
 
+def layer_header(stack: Stack, layer: int, iec: bool = False) -> Text:
+    """One line for ``inspect --layer N``: which image, which layer of how many, its size and counts."""
+    result = stack.layers[layer]
+    text = Text()
+    text.append(printable(stack.image.reference), style="bold")
+    text.append(f"  layer {layer} of {len(stack.layers)} (0-{len(stack.layers) - 1})  ")
+    text.append(_size(result.size, iec), style="bold")
+    text.append("  ")
+    text.append_text(changes_cell(result, iec))
+    return text
+
+
 LEGEND = "changes: +added ~modified m:metadata =re-shipped -removed (count and bytes)"
 
 
@@ -184,7 +270,7 @@ def steps_table(stack: Stack, iec: bool = False, width: int = 100) -> Renderable
             continue
         result = stack.layers[step.layer]
         table.add_row(str(step.layer), _size(result.size, iec), cells[step.layer], Text(printable(step.instruction)))
-    return table
+    return Fitted(table)
 
 
 def _mode(entry: Entry) -> str:
@@ -209,7 +295,7 @@ def changes_table(
         changes.sort(key=lambda c: c.path)
     step = next((s for s in stack.steps if s.layer == layer), None)
     title = f"Layer {layer}: {step.instruction if step else ''}"
-    table = Table(title=escape(printable(title)), title_justify="left")
+    table = Table(title=Text(printable(title)), title_justify="left")  # a Text: no markup, no :emoji:
     table.add_column("Kind")
     table.add_column("Path", overflow="fold")
     table.add_column("Size", justify="right")
@@ -235,7 +321,7 @@ def changes_table(
             delta,
             mode,
         )
-    parts: list[RenderableType] = [table]
+    parts: list[RenderableType] = [Fitted(table, drop=("Mode uid:gid",))]
     if limit is not None and len(changes) > limit:
         parts.append(Text(f"... {len(changes) - limit} more changes (use --top or --filter)", style="dim"))
     if not changes:
@@ -243,7 +329,7 @@ def changes_table(
     return Group(*parts)
 
 
-def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> Table:
+def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> RenderableType:
     """The largest files of the final image."""
     ranked = sorted((f for f in files if f.entry.type != DIR), key=lambda f: (-f.entry.size, f.entry.path))
     table = Table(title=f"Top {count} largest files", title_justify="left")
@@ -252,7 +338,7 @@ def top_table(files: Iterable[FinalEntry], count: int, iec: bool = False) -> Tab
     table.add_column("Path", overflow="fold")
     for f in ranked[:count]:
         table.add_row(format_size(f.entry.size, iec), str(f.layer), Text(printable(f.entry.path)))
-    return table
+    return Fitted(table)
 
 
 # A tree is for people: past these it is unreadable anyway, and a million nodes cost rich

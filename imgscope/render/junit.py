@@ -16,7 +16,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from imgscope.analysis.rules import FAIL, PASS, SKIP, CiReport
-from imgscope.render.ci import finding_text, growth_headline, limit_text, measured_text, reason_text, summary_line
+from imgscope.render.ci import (
+    finding_text,
+    growth_headline,
+    limit_text,
+    measured_text,
+    reason_text,
+    summary_line,
+    unconfigured,
+)
 
 CLASSNAME = "imgscope.ci"
 
@@ -27,12 +35,15 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
 
     from imgscope.render.console import printable as p  # controls are not even valid XML 1.0
 
-    tests = len(report.results)
+    # Only the rules that ran, or were asked for and could not run (max-growth without a
+    # baseline): a rule nobody configured is not a test case.
+    results = [r for r in report.results if not unconfigured(r)]
+    tests = len(results)
     counts = {
         "tests": str(tests),
         "failures": str(report.count(FAIL)),
         "errors": "0",
-        "skipped": str(report.count(SKIP)),
+        "skipped": str(sum(1 for r in results if r.status == SKIP)),
         "time": f"{elapsed:.3f}",
     }
     root = ET.Element("testsuites", {"name": "imgscope ci", **counts})
@@ -50,7 +61,7 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
         ("rules.source", report.config.source),
     ):
         ET.SubElement(props, "property", {"name": name, "value": p(value)})
-    for result in report.results:
+    for result in results:
         case = ET.SubElement(suite, "testcase", {"name": result.name, "classname": CLASSNAME, "time": "0"})
         measured, limit = measured_text(result, iec), limit_text(result, iec)
         if result.status == SKIP:

@@ -13,6 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from imgscope.render.console import Fitted
 from imgscope.units import format_size
 
 #: How many rows each list shows; the JSON report keeps everything.
@@ -24,24 +25,28 @@ def _pct(value: float) -> str:
 
 
 def _headline(w: dict[str, Any], iec: bool) -> Text:
+    """One headline figure said in words, and dive's figure on one labelled, dimmed line.
+
+    Why one: two efficiencies side by side (imgscope's and dive's) left people
+    unsure which to trust.  The headline is imgscope's (bytes stored that the
+    final image does not show); dive counts differently (see docs/waste.md),
+    so its figure is only what dive *would report*; JSON keeps all of them.
+    """
     text = Text()
-    text.append("Wasted ", style="bold")
     wasted = int(w["wasted_bytes"])
-    text.append(format_size(wasted, iec), style="bold red" if wasted else "bold green")
-    text.append(f" of {format_size(int(w['total_stored']), iec)} stored ({wasted:,} bytes)\n")
-    text.append("efficiency ", style="bold")
-    text.append(_pct(float(w["efficiency"])))
-    text.append("   dive efficiency ", style="bold")
-    text.append(_pct(float(w["dive_efficiency"])))
+    text.append(f"Efficiency {_pct(float(w['efficiency']))}: ", style="bold")
+    text.append(f"wasted {format_size(wasted, iec)}", style="bold red" if wasted else "bold green")
+    text.append(f" of {format_size(int(w['total_stored']), iec)} stored")
+    text.append(f" ({wasted:,} bytes)\n" if wasted else "\n")
     text.append(
-        f" (dive wasted {format_size(int(w['dive_wasted_bytes']), iec)}, "
-        f"user wasted {_pct(float(w['dive_user_wasted_percent']))})",
+        f"dive would report efficiency {_pct(float(w['dive_efficiency']))}, "
+        f"wasted {format_size(int(w['dive_wasted_bytes']), iec)}",
         style="dim",
     )
     return text
 
 
-def _causes(w: dict[str, Any], iec: bool) -> Table | None:
+def _causes(w: dict[str, Any], iec: bool) -> RenderableType | None:
     rows = [(k, v) for k, v in w["by_cause"].items() if v["bytes"] or v["copies"]]
     if not rows:
         return None
@@ -51,10 +56,10 @@ def _causes(w: dict[str, Any], iec: bool) -> Table | None:
     table.add_column("Copies", justify="right")
     for _, value in sorted(rows, key=lambda kv: -int(kv[1]["bytes"])):
         table.add_row(str(value["label"]), format_size(int(value["bytes"]), iec), f"{int(value['copies']):,}")
-    return table
+    return Fitted(table)
 
 
-def _paths(w: dict[str, Any], iec: bool) -> Table | None:
+def _paths(w: dict[str, Any], iec: bool) -> RenderableType | None:
     rows = w["top_paths"][:ROWS]
     if not rows:
         return None
@@ -70,10 +75,10 @@ def _paths(w: dict[str, Any], iec: bool) -> Table | None:
             ",".join(str(n) for n in p["layers"]),
             Text(str(p["path"])),
         )
-    return table
+    return Fitted(table, drop=("Layers",))
 
 
-def _steps(w: dict[str, Any], iec: bool) -> Table | None:
+def _steps(w: dict[str, Any], iec: bool) -> RenderableType | None:
     rows = [s for s in w["steps"] if s["wasted"] or s["hidden"]]
     if not rows:
         return None
@@ -107,10 +112,10 @@ def _steps(w: dict[str, Any], iec: bool) -> Table | None:
         )
     if hidden_rows:
         table.caption = f"... {hidden_rows} more steps in --json; " + str(table.caption)
-    return table
+    return Fitted(table, drop=("Hides",))
 
 
-def _junk(w: dict[str, Any], iec: bool) -> Table | None:
+def _junk(w: dict[str, Any], iec: bool) -> RenderableType | None:
     rows = w["junk"]
     if not rows:
         return None
@@ -131,7 +136,7 @@ def _junk(w: dict[str, Any], iec: bool) -> Table | None:
     if len(rows) > ROWS:
         table.caption = f"... {len(rows) - ROWS} more in --json"
         table.caption_justify = "left"
-    return table
+    return Fitted(table, drop=("What",))
 
 
 def _advice(w: dict[str, Any]) -> RenderableType | None:
