@@ -129,12 +129,20 @@ def reason_text(result: RuleResult, iec: bool = False) -> str:
 
 
 def summary_line(report: CiReport) -> str:
-    """``FAIL: 1 failed, 2 passed, 10 skipped``."""
+    """``FAIL: 1 failed, 2 passed, 10 off``.
+
+    Rules nobody set are "off", not "skipped": a skip is a rule that was asked for and
+    could not run (max-growth without a baseline), which a reader should notice.
+    """
     word = "PASS" if report.passed else "FAIL"
-    return (
-        f"{word}: {report.count(FAIL)} failed, {report.count(PASS)} passed, {report.count(SKIP)} skipped "
-        f"(rules from {report.config.source})"
-    )
+    off = sum(1 for r in report.results if unconfigured(r))
+    skipped = report.count(SKIP) - off
+    counts = f"{report.count(FAIL)} failed, {report.count(PASS)} passed"
+    if skipped:
+        counts += f", {skipped} skipped"
+    if off:
+        counts += f", {off} off"
+    return f"{word}: {counts} (rules from {report.config.source})"
 
 
 def growth_headline(growth: Growth, iec: bool = False) -> str:
