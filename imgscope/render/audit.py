@@ -70,13 +70,18 @@ def _where(f: Finding) -> str:
 def _finding_cell(f: Finding, iec: bool) -> Text:
     """The message, then the rule id (what an ignore file names) and the redacted evidence, dimmed."""
     text = Text(printable(f.message))
+    text.append("\n" + _rule_line(f, iec), style="dim")
+    return text
+
+
+def _rule_line(f: Finding, iec: bool) -> str:
+    """The rule id, the bytes at stake and the redacted evidence: the line under a finding's message."""
     below = [f.rule]
     if f.bytes:
         below.append(format_size(f.bytes, iec))
     if f.evidence:
         below.append(printable(f.evidence))
-    text.append("\n" + "  ".join(below), style="dim")
-    return text
+    return "  ".join(below)
 
 
 def findings_table(findings: tuple[Finding, ...], iec: bool = False, title: str | None = None) -> Table:
@@ -101,12 +106,7 @@ def _severity_text(f: Finding) -> Text:
 def _finding_block(f: Finding, iec: bool) -> Text:
     """One finding of the list: the message, the rule id and evidence, the layer and step, the status."""
     body = Text(printable(f.message), style="bold")
-    below = [f.rule]
-    if f.bytes:
-        below.append(format_size(f.bytes, iec))
-    if f.evidence:
-        below.append(printable(f.evidence))
-    body.append("\n" + "  ".join(below), style="dim")
+    body.append("\n" + _rule_line(f, iec), style="dim")
     layer = _layer_text(f, full=True)
     if layer != "-":
         body.append("\n" + printable(layer))
