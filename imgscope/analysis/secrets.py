@@ -789,6 +789,14 @@ def _search_specific(
         _search((_SA_PATTERN,), window, None, base, None, found)
 
 
+def _matched_rule(pattern: _Pattern, m: re.Match[bytes]) -> tuple[str, Evidence]:
+    """The rule and evidence function of a match: a pattern's first matched group may name its own."""
+    for group, group_rule, group_show in pattern.groups:
+        if m.start(group) >= 0:
+            return group_rule, group_show
+    return pattern.rule, pattern.evidence
+
+
 def _search(
     patterns: tuple[_Pattern, ...],
     window: bytes,
@@ -803,11 +811,7 @@ def _search(
         if pattern.needle and pattern.needle not in data:
             continue
         for m in pattern.regex.finditer(data):
-            rule, show = pattern.rule, pattern.evidence
-            for group, group_rule, group_show in pattern.groups:
-                if m.start(group) >= 0:
-                    rule, show = group_rule, group_show
-                    break
+            rule, show = _matched_rule(pattern, m)
             evidence = show(m, window)
             if evidence is None:
                 continue
@@ -861,11 +865,7 @@ def token_spans(text: str) -> list[tuple[int, int, str, str]]:
     for pattern in (*_SPECIFIC, *_GENERIC_CONFIG):
         source = lowered if pattern.lowered else data
         for m in pattern.regex.finditer(source):
-            rule, show = pattern.rule, pattern.evidence
-            for group, group_rule, group_show in pattern.groups:
-                if m.start(group) >= 0:
-                    rule, show = group_rule, group_show
-                    break
+            rule, show = _matched_rule(pattern, m)
             evidence = show(m, data)
             if not evidence or rule in (_JSON_KEY, _SA_MARKER):
                 continue
