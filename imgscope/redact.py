@@ -110,12 +110,17 @@ def _key_context(text: str) -> list[Hit]:
     out: list[Hit] = []
     for regex in (_ASSIGNMENT, _OPTION):
         for m in _overlapping(regex, text):
-            key = m.group("key")
-            if not secrets.secret_name(key.lstrip("-")) or not secret_value(m.group("value")):
+            key, value, end = m.group("key"), m.group("value"), m.end()
+            if m.group("q"):
+                # A quoted value runs to its closing quote, spaces and all ("my secret pw").
+                close = text.find(m.group("q"), m.start("value"))
+                if close != -1:
+                    value, end = text[m.start("value") : close], close
+            if not secrets.secret_name(key.lstrip("-")) or not secret_value(value):
                 continue
             replacement = key + m.group("op") + MASK
             evidence = replacement if regex is _ASSIGNMENT or "=" in m.group("op") else f"{key} {MASK}"
-            out.append(Hit(m.start(), m.end(), KEY_CONTEXT, evidence, key, replacement))
+            out.append(Hit(m.start(), end, KEY_CONTEXT, evidence, key, replacement))
     for m in _URL.finditer(text):
         cred = m.group("cred")
         password = cred.partition(":")[2]

@@ -379,6 +379,21 @@ def test_explore_shows_no_secret(images: dict[str, Path], image: str) -> None:
         ("X=PASSWORD=Zq81xkW0", f"X=PASSWORD={redact.MASK}"),
         ('{"api_key": "Zq81xkW0aa"}', f'{{"api_key": "{redact.MASK}"}}'),
         ("git clone https://me:Zq81xkW0@git.example/x", f"git clone https://{redact.MASK}@git.example/x"),
+        # A quoted value runs to its closing quote, spaces included.
+        ('MYSQL_ROOT_PASSWORD="my secret pw" x', f'MYSQL_ROOT_PASSWORD="{redact.MASK}" x'),
+        ('app --password="p@ss w0rd" x', f'app --password="{redact.MASK}" x'),
+        # A private key is masked to its END line, not only its first line.
+        (
+            "K=-----BEGIN RSA PRIVATE KEY-----\n"
+            + "MIIEowIBAAKCAQEAx7vQ9Rm2abcdefghijkLMNOPQRstuvwx\n" * 3
+            + "-----END RSA PRIVATE KEY----- after",
+            f"K=-----BEGIN RSA PRIVATE KEY----- {redact.MASK} after",
+        ),
+        (
+            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n'
+            'BKcwggSjAgEAAoIBAQC7\\n-----END PRIVATE KEY-----", "x": 1}',
+            f'{{"private_key": "-----BEGIN PRIVATE KEY----- {redact.MASK}", "x": 1}}',
+        ),
         # Placeholders, references, documentation values and non-secret names stay.
         ("PASSWORD=changeme", None),
         ("TOKEN=$TOKEN", None),

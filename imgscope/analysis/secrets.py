@@ -850,6 +850,10 @@ def _replaced_from(text: str, start: int, evidence: str) -> int:
     return start
 
 
+# Where a private key's text ends: PEM's END line, or PuTTY's closing MAC line.
+_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|Private-MAC: *[0-9A-Fa-f]*")
+
+
 def token_spans(text: str) -> list[tuple[int, int, str, str]]:
     """``(start, end, rule, evidence)`` of every secret the content patterns find in ``text``.
 
@@ -867,9 +871,21 @@ def token_spans(text: str) -> list[tuple[int, int, str, str]]:
         for m in pattern.regex.finditer(source):
             rule, show = _matched_rule(pattern, m)
             evidence = show(m, data)
-            if not evidence or rule in (_JSON_KEY, _SA_MARKER):
+            if not evidence or rule == _SA_MARKER:
                 continue
             start, end = to_char(m.start()), to_char(m.end())
+            if rule in (PRIVATE_KEY, _JSON_KEY):
+                # The pattern recognises a key by its first line; the body runs on to the end
+                # marker, and every byte of it is secret (the text's end if the marker is missing).
+                close = _KEY_END.search(text, end)
+                rest = text[end:].lstrip()
+                if close is not None:
+                    end = close.end()
+                elif rest.startswith(MASK):  # masked already (redacting twice): the mask is the body
+                    end = len(text) - len(rest) + len(MASK)
+                else:
+                    end = len(text)
+                rule = PRIVATE_KEY
             out.append((_replaced_from(text, start, evidence), end, rule, evidence))
     return out
 
