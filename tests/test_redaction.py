@@ -566,3 +566,21 @@ def test_a_daemon_images_run_line_secrets_are_findings(docker_client: Any, daemo
     assert dotenv.status_words == (
         f"deleted in layer {removed}, still readable by anyone who pulls the image: layer {step_of['SECRET_KEY']}"
     )
+
+
+def test_the_explorers_hex_view_masks_secrets_too() -> None:
+    """A file that is not UTF-8 is shown as a hex dump: its secrets are masked byte for byte."""
+    from imgscope.explore.app import _hexdump
+    from imgscope.explore.content import FileContent
+
+    data = b"\xe9t\xe9\nSECRET_KEY=s3cr3tv4lu3abcdef\nDB_PASSWORD=hunter2hunter2\n" + b"\x00" * 4096
+    content = FileContent("/app/blob", 1, len(data), "x", data, False)
+    assert not content.is_text
+    masked = content.masked_bytes(4096)
+    assert len(masked) == 4096
+    dump = _hexdump(masked)
+    for secret in (b"s3cr3tv4lu3abcdef", b"hunter2hunter2"):
+        assert secret not in masked
+        assert secret[:8].hex(" ") not in dump  # the hex columns
+        assert secret[:8].decode() not in dump.replace("\n", "")
+    assert b"SECRET_KEY=" in masked  # the key stays readable

@@ -217,7 +217,7 @@ class ContentScreen(ModalScreen[None]):
                 yield TextArea(c.text(), read_only=True, show_line_numbers=True, soft_wrap=False, id="content-text")
             else:
                 with VerticalScroll():
-                    yield Static(Text(_hexdump(c.data[:4096])), id="content-hex")
+                    yield Static(Text(_hexdump(c.masked_bytes(4096))), id="content-hex")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -21,7 +21,7 @@ import xxhash
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import Entry
-from imgscope.redact import redact
+from imgscope.redact import MASK, find, redact
 
 if TYPE_CHECKING:
     from imgscope.cli.common import SourceOptions
@@ -55,6 +55,22 @@ class FileContent:
         shows ``SECRET_KEY=********``, never the value (``imgscope.redact``).
         """
         return redact(self.data.decode("utf-8", "replace"))
+
+    def masked_bytes(self, limit: int) -> bytes:
+        """The first ``limit`` bytes, every secret overwritten with ``*`` (same length), for the hex view.
+
+        A binary file is an output too: latin-1 maps each byte to one character,
+        so the offsets :func:`imgscope.redact.find` gives are byte offsets.
+        """
+        # Searched a little past the cut, so a secret that straddles it is still recognised.
+        buf = bytearray(self.data[: limit + 4096])
+        text = buf.decode("latin-1")
+        for hit in find(text):
+            # Keep the part the redacted text keeps (``SECRET_KEY=``, ``sk_live_``), mask the rest.
+            known = hit.text.split(MASK, 1)[0]
+            start = hit.start + len(known) if text.startswith(known, hit.start) else hit.start
+            buf[start : hit.end] = b"*" * (hit.end - start)
+        return bytes(buf[:limit])
 
 
 def is_text(data: bytes) -> bool:
