@@ -561,3 +561,21 @@ def test_script_never_builds_markup_from_strings() -> None:
     """The report script never builds markup from strings: every node is created, text set with textContent."""
     code = (Path(html_report.__file__).parent / "assets" / "report.js").read_text("utf-8")
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function", code)
+
+
+def test_a_very_deep_path_is_folded_not_a_crash(tmp_path: Path) -> None:
+    """1,500 directory levels (one PAX path): the page keeps the treemap's levels and counts the file."""
+    deep = "/" + "a/" * 1500 + "f"
+    spec = ib.ImageSpec((ib.copy("file:deep", "/", ib.file(deep, "x" * 100)),))
+    image = tmp_path / "deep.tar"
+    ib.write_docker_archive(image, spec)
+    page = tmp_path / "deep.html"
+    result = runner.invoke(app, ["inspect", str(image), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    tree = embedded(page.read_text("utf-8"))["report"]["treemap"]
+    depth, node = 0, tree
+    while "c" in node:
+        (node,) = node["c"]
+        depth += 1
+    assert depth <= html_report.MAX_TREEMAP_DEPTH + 1
+    assert node == {"n": "(1 smaller files)", "s": 100, "f": 1, "b": {"0": 100}}

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: Version of the embedded document (``data.html_schema``): bump on an incompatible change.
 HTML_SCHEMA_VERSION = 1
 #: At most this many treemap nodes are embedded; the rest are folded into "N smaller items".
+#: Levels of directories the treemap keeps (the page draws at most 24).
+MAX_TREEMAP_DEPTH = 32
 MAX_TREEMAP_NODES = 20_000
 #: A node is kept when it holds at least this share of the image's bytes or of one step's bytes.
 TREEMAP_SHARE = 1 / 2500
@@ -108,12 +110,13 @@ def _image_title(reference: str, tags: list[str] | tuple[str, ...]) -> str:
 class _Node:
     """A treemap node while the tree is built (a plain mutable builder, not part of any result)."""
 
-    __slots__ = ("by_layer", "children", "depth", "layer", "name", "size")
+    __slots__ = ("by_layer", "children", "depth", "files", "layer", "name", "size")
 
     def __init__(self, name: str, depth: int) -> None:
         self.name = name
         self.depth = depth
         self.size = 0
+        self.files = 0
         self.by_layer: dict[int, int] = {}
         self.children: dict[str, _Node] | None = None
         self.layer: int | None = None
@@ -142,6 +145,7 @@ def treemap_tree(stack: Stack, max_nodes: int = MAX_TREEMAP_NODES, share: float 
         parts = path.strip("/").split("/")
         for depth, part in enumerate(parts, 1):
             node.size += entry.size
+            node.files += 1
             node.by_layer[final.layer] = node.by_layer.get(final.layer, 0) + entry.size
             if node.children is None:
                 node.children = {}
@@ -150,6 +154,7 @@ def treemap_tree(stack: Stack, max_nodes: int = MAX_TREEMAP_NODES, share: float 
                 child = node.children[part] = _Node(part, depth)
             node = child
         node.size += entry.size
+        node.files += 1
         node.by_layer[final.layer] = node.by_layer.get(final.layer, 0) + entry.size
         node.layer = final.layer
     layer_totals = root.by_layer
@@ -168,7 +173,8 @@ def treemap_tree(stack: Stack, max_nodes: int = MAX_TREEMAP_NODES, share: float 
         weight = importance(node)
         if weight >= share or node is root:
             ranked.append((-weight, node.depth, len(ranked), node))
-            if node.children:
+            # Deeper levels are folded: the page draws no deeper, and _emit recurses per level kept.
+            if node.children and node.depth < MAX_TREEMAP_DEPTH:
                 stack_.extend(node.children.values())
     ranked.sort(key=lambda item: item[:3])
     # Ancestors weigh at least as much as their descendants and sort first on a tie: any prefix is a tree.
@@ -189,7 +195,7 @@ def _emit(node: _Node, kept: set[int]) -> dict[str, Any]:
             children.append(_emit(child, kept))
             continue
         # Too small to draw: summed into one node, per layer, so that picking a step still adds up.
-        count += _count_files(child)
+        count += child.files
         size += child.size
         for layer, part in child.by_layer.items():
             by_layer[layer] = by_layer.get(layer, 0) + part
@@ -197,12 +203,6 @@ def _emit(node: _Node, kept: set[int]) -> dict[str, Any]:
         folded = {str(k): v for k, v in sorted(by_layer.items())}
         children.append({"n": f"({count} smaller files)", "s": size, "f": count, "b": folded})
     return {"n": node.name, "s": node.size, "c": children}
-
-
-def _count_files(node: _Node) -> int:
-    if node.children is None:
-        return 1
-    return sum(_count_files(child) for child in node.children.values())
 
 
 def top_per_layer(stack: Stack, count: int = TOP_PER_LAYER) -> dict[str, list[dict[str, Any]]]:
