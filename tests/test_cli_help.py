@@ -32,6 +32,8 @@ def test_help_names_values_like_the_docs() -> None:
     assert "Usage: imgscope inspect [OPTIONS] REF" in inspect
     for expected in ("--layer N", "--filter GLOB", "--max-layer-bytes SIZE", "--platform OS/ARCH", "--sort ORDER"):
         assert expected in inspect
+    # Named by their type, not listed by name: a path is FILE, an integer N.
+    assert "--html FILE" in inspect and "--top N" in inspect and " VALUE " not in inspect
     diff = runner.invoke(app, ["diff", "--help"], env={"COLUMNS": "120"}).output
     assert "Usage: imgscope diff [OPTIONS] REF_A REF_B" in diff
     ci = runner.invoke(app, ["ci", "--help"], env={"COLUMNS": "120"}).output

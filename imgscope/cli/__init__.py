@@ -70,14 +70,15 @@ def _name_values(command: Any) -> None:
             param.__class__ = _Argument
         elif isinstance(param, TyperOption) and not param.is_flag and param.metavar is None:
             name = (param.name or "").strip("_")  # filter_ -> filter
-            kind = param.bare_type() if hasattr(param, "bare_type") else ""
+            # By the click type's name, which every typer version sets (``bare_type`` is typer 0.29's only).
+            kind = str(getattr(param.type, "name", ""))
             if name in METAVARS:
                 param.metavar = METAVARS[name]
             elif "SIZE" in (param.help or "") or name.endswith(("_size", "_bytes")):
                 param.metavar = "SIZE"
-            elif kind == "int":
+            elif kind in ("integer", "integer range"):
                 param.metavar = "N"
-            elif kind in ("Path", "path"):
+            elif kind == "path":
                 param.metavar = "FILE"
             else:
                 param.metavar = "VALUE"
