@@ -35,6 +35,7 @@ from tests.imagebuild import (
     BuildStep,
     ImageSpec,
     TarEntry,
+    copy,
     device,
     directory,
     file,
@@ -965,3 +966,14 @@ def test_every_rule_has_a_positive_case_here() -> None:
     covered |= {auditing.ENV_SECRET, auditing.LABEL_SECRET, auditing.BUILD_ARG_SECRET, auditing.HISTORY_SECRET}
     covered |= {auditing.PATH_CLIMBS_ROOT}  # tests/test_docker_apply.py (a raw tar name is needed)
     assert covered == set(auditing.RULES)
+
+
+def test_a_one_layer_image_has_no_base_to_group_under(tmp_path: Path) -> None:
+    """FROM scratch + one COPY: the setuid file is the user's own step's, a medium finding of its own."""
+    path = write(
+        tmp_path,
+        ImageSpec((copy("file:app", "/", directory("/app"), file("/app/tool", b"t", mode=0o4755)),), user="app"),
+    )
+    rules = {f.rule: f for f in audit_of(path).findings}
+    assert auditing.BASE_IMAGE_FILES not in rules
+    assert rules["setuid-file"].severity == "medium" and rules["setuid-file"].path == "/app/tool"

@@ -908,24 +908,27 @@ def audit(
                 f"--base {base.reference}: its layers are not a ChainID prefix of this image; "
                 "no finding is marked inherited"
             )
-    base_layers = base_info.layers if base_info is not None and base_info.prefix else min(1, len(stack.layers))
-    kept: list[Finding] = []
+    # Without --base, the first layer is the base, unless it is the only one: then every file is
+    # the user's own (FROM scratch + COPY) and nothing is grouped away as "not from your steps".
+    base_layers = base_info.layers if base_info is not None and base_info.prefix else int(len(stack.layers) > 1)
     ignored: list[IgnoredFinding] = []
     used: set[int] = set()
-    # Ignores apply to single findings first (``setuid-file /usr/bin/su`` keeps working), then to
-    # the group made of what is left (``base-image-files`` hides it whole).
-    for grouped in (False, True):
-        todo = _group_base_files(kept, base_layers, base_info) if grouped else findings
-        kept = []
+
+    def unignored(todo: list[Finding], only: str | None = None) -> list[Finding]:
+        out: list[Finding] = []
         for f in todo:
-            entry = (
-                next((e for e in ignore if e.matches(f)), None) if not grouped or f.rule == BASE_IMAGE_FILES else None
-            )
+            entry = next((e for e in ignore if e.matches(f)), None) if only in (None, f.rule) else None
             if entry is None:
-                kept.append(f)
+                out.append(f)
             else:
                 ignored.append(IgnoredFinding(f, entry))
                 used.add(entry.line)
+        return out
+
+    # Ignores apply to single findings first (``setuid-file /usr/bin/su`` keeps working), then to
+    # the group made of what is left (``base-image-files`` hides it whole).
+    kept = unignored(findings)
+    kept = unignored(_group_base_files(kept, base_layers, base_info), only=BASE_IMAGE_FILES)
     kept.sort(key=_sort_key)
     ignored.sort(key=lambda i: _sort_key(i.finding))
     return AuditReport(
