@@ -577,6 +577,11 @@ class RuleResult:
     reason: str = ""
     findings: tuple[Finding, ...] = ()
 
+    @property
+    def unset(self) -> bool:
+        """Skipped because nobody set a limit (or set it to off): not a test anyone asked for."""
+        return self.status == SKIP and self.reason in _UNSET_REASONS
+
 
 @dataclass(frozen=True, slots=True)
 class CiReport:
@@ -653,8 +658,12 @@ def _skipped(definition: RuleDef, limits: list[Limit], name: str | None = None, 
         None,
         last.text if last else "off",
         last.origin if last else "",
-        reason or ("off" if last else "not configured"),
+        reason or (_UNSET_REASONS[0] if last else _UNSET_REASONS[1]),
     )
+
+
+#: The reasons of a rule skipped for want of a limit: set to off, or never set.
+_UNSET_REASONS = ("off", "not configured")
 
 
 def _instruction_of(stack: Stack) -> dict[int, str]:

@@ -122,7 +122,7 @@ def short(text: str, width: int = INSTRUCTION_WIDTH) -> str:
 def reason_text(result: RuleResult, iec: bool = False) -> str:
     """The short note after a result (skip reason, how a size was found, which layer is largest)."""
     if result.status == SKIP:
-        return result.reason if result.reason not in ("off", "not configured") else ""
+        return "" if result.unset else result.reason
     if result.rule == "max-growth":
         return ""
     return result.reason
@@ -135,7 +135,7 @@ def summary_line(report: CiReport) -> str:
     could not run (max-growth without a baseline), which a reader should notice.
     """
     word = "PASS" if report.passed else "FAIL"
-    off = sum(1 for r in report.results if unconfigured(r))
+    off = sum(1 for r in report.results if r.unset)
     skipped = report.count(SKIP) - off
     counts = f"{report.count(FAIL)} failed, {report.count(PASS)} passed"
     if skipped:
@@ -153,11 +153,6 @@ def growth_headline(growth: Growth, iec: bool = False) -> str:
     return f"{delta} ({pct}) since {growth.baseline}: {before} -> {after}"
 
 
-def unconfigured(result: RuleResult) -> bool:
-    """A rule skipped because no limit was set (or it was set to off): nobody asked for it."""
-    return result.status == SKIP and result.reason in ("not configured", "off")
-
-
 def render(report: CiReport, iec: bool = False) -> RenderableType:
     """The console report: header, one line per rule, what to look at on failure, the verdict."""
     parts: list[RenderableType] = []
@@ -171,7 +166,7 @@ def render(report: CiReport, iec: bool = False) -> RenderableType:
         parts.append(Text(f"note: {note}", style="yellow"))
     for warning in image.warnings:  # a DiffID that does not match the config, a skipped artifact...
         parts.append(Text(f"warning: {warning}", style="yellow"))
-    ran = [r for r in report.results if not unconfigured(r)]
+    ran = [r for r in report.results if not r.unset]
     rows = [(result, measured_text(result, iec), limit_text(result, iec), reason_text(result, iec)) for result in ran]
     name_width = max((len(r.name) for r in ran), default=0)
     measured_width = max((len(m) for _, m, _, _ in rows), default=0)
@@ -190,7 +185,7 @@ def render(report: CiReport, iec: bool = False) -> RenderableType:
                 parts.append(Text("        " + finding_text(result, finding, iec), style="red"))
             if len(result.findings) > len(shown):
                 parts.append(Text(f"        ... and {len(result.findings) - len(shown)} more", style="red"))
-    off = [r.name for r in report.results if unconfigured(r)]
+    off = [r.name for r in report.results if r.unset]
     if off:
         parts.append(Text(f"off: {', '.join(off)}", style="dim"))
     if not report.passed:

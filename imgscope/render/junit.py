@@ -23,7 +23,6 @@ from imgscope.render.ci import (
     measured_text,
     reason_text,
     summary_line,
-    unconfigured,
 )
 
 CLASSNAME = "imgscope.ci"
@@ -37,7 +36,7 @@ def ci_junit(report: CiReport, *, elapsed: float = 0.0, iec: bool = False, now: 
 
     # Only the rules that ran, or were asked for and could not run (max-growth without a
     # baseline): a rule nobody configured is not a test case.
-    results = [r for r in report.results if not unconfigured(r)]
+    results = [r for r in report.results if not r.unset]
     tests = len(results)
     counts = {
         "tests": str(tests),
