@@ -18,7 +18,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.segment import Segment
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -122,8 +122,7 @@ class Fitted:
         table.columns = [dataclasses.replace(c) for c in self.table.columns]
         measure_options = console.options.update(width=10_000, max_width=10_000)
 
-        def widest(column: object) -> int:
-            assert isinstance(column, type(table.columns[0]))
+        def widest(column: Column) -> int:
             cells = [column.header, *column.cells]
             return max(
                 (Measurement.get(console, measure_options, c).maximum if c != "" else 0 for c in cells), default=0

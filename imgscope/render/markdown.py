@@ -29,7 +29,7 @@ MARK = {PASS: "✅ pass", FAIL: "❌ FAIL", SKIP: "skip"}
 def cell(text: str) -> str:
     """Text safe inside a table cell: pipes, backticks, angle brackets, controls and bidi marks neutralised."""
     out = printable(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-    out = out.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    out = out.replace("<", "&lt;").replace(">", "&gt;")  # printable() already escaped line breaks
     return out
 
 
