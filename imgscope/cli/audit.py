@@ -9,6 +9,7 @@ finding reaches ``--fail-on``, 1 when one does, 2 on an input error.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -91,9 +92,7 @@ def audit(
         scanner = ContentScanner(limit)
         img = load_image(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
-        base_opts = SourceOptions(
-            platform, None, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
-        )
+        base_opts = dataclasses.replace(opts, image=None)
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
             stacking.build(img),
