@@ -868,6 +868,8 @@ def token_spans(text: str) -> list[tuple[int, int, str, str]]:
     out: list[tuple[int, int, str, str]] = []
     for pattern in (*_SPECIFIC, *_GENERIC_CONFIG):
         source = lowered if pattern.lowered else data
+        if pattern.needle and pattern.needle not in source:
+            continue  # as in _search: no literal, no match
         for m in pattern.regex.finditer(source):
             rule, show = _matched_rule(pattern, m)
             evidence = show(m, data)
