@@ -373,17 +373,22 @@ def _child_index(entries: dict[str, Entry]) -> dict[str, list[str]]:
     """Every path of ``entries`` under each of its parents (implied directories included)."""
     kids: dict[str, list[str]] = {}
     for path in entries:
-        child = path
-        while child != "/":
-            parent = child[: child.rfind("/")] or "/"
-            siblings = kids.get(parent)
-            if siblings is None:
-                kids[parent] = [child]
-            else:
-                siblings.append(child)
-                break
-            child = parent
+        _index_path(kids, path)
     return kids
+
+
+def _index_path(kids: dict[str, list[str]], path: str) -> None:
+    """List ``path`` under its parent, and each implied ancestor under its own, up to one already listed."""
+    child = path
+    while child != "/":
+        parent = child[: child.rfind("/")] or "/"
+        siblings = kids.get(parent)
+        if siblings is None:
+            kids[parent] = [child]
+        else:
+            siblings.append(child)
+            break
+        child = parent
 
 
 def _cut_below(path: str, entries: dict[str, Entry], kids: dict[str, list[str]], shadowed: list[Entry]) -> None:
@@ -787,7 +792,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
         if kids is not None:
-            kids.setdefault(path[:slash] or "/", []).append(path)
+            _index_path(kids, path)
     _drop_replaced(entries, shadowed)
     if dropped:
         warnings.append(f"... and {dropped} more warnings like these")

@@ -128,6 +128,20 @@ def test_symlink_replaces_directory_within_one_layer(tmp_path: Path) -> None:
     assert built.final["/d"].entry.type == "symlink"
 
 
+def test_replacement_after_a_repeated_name_still_cuts_deep_entries() -> None:
+    """Once a repeated name built the child index, a later deep entry is indexed under every ancestor.
+
+    Layer entries q, q, x/y/z, file x, directory x: the file x replaced the implied directory x,
+    so /x/y/z is gone, exactly as without the repeated q.
+    """
+    tail = [ib.file("x/y/z", b"zzz"), ib.file("x", b"file"), ib.directory("x")]
+    plain = scan_layer(io.BytesIO(ib.layer_tar(tail)), "plain")
+    assert [e.path for e in plain.entries] == ["/x"]
+    repeated = scan_layer(io.BytesIO(ib.layer_tar([ib.file("q", b"1"), ib.file("q", b"2"), *tail])), "repeated")
+    assert sorted(e.path for e in repeated.entries) == ["/q", "/x"]
+    assert "/x/y/z" in [e.path for e in repeated.shadowed]
+
+
 # --------------------------------------------------------------------------- 3. GNU headers
 
 
