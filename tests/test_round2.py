@@ -268,10 +268,14 @@ def test_cache_version_follows_scan_shape() -> None:
 # --------------------------------------------------------------------------- 6. choosing an image
 
 
-def _two_image_layout(path: Path, tag_a: str = "a", tag_b: str = "b") -> tuple[str, str]:
+def _two_image_layout(
+    path: Path, tag_a: str = "a", tag_b: str = "b", arch_a: str = "amd64", arch_b: str = "amd64"
+) -> tuple[str, str]:
     """One OCI layout holding two different images; their manifest digests."""
-    ib.write_oci_layout(path / "one", ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)), tag=tag_a)
-    ib.write_oci_layout(path, ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),)), tag=tag_b)
+    spec_a = ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),), architecture=arch_a)
+    spec_b = ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),), architecture=arch_b)
+    ib.write_oci_layout(path / "one", spec_a, tag=tag_a)
+    ib.write_oci_layout(path, spec_b, tag=tag_b)
     for blob in (path / "one" / "blobs" / "sha256").iterdir():
         shutil.copy(blob, path / "blobs" / "sha256" / blob.name)
     first = json.loads((path / "one" / "index.json").read_text())["manifests"]
@@ -298,6 +302,17 @@ def test_image_by_digest_prefix(tmp_path: Path) -> None:
     chosen = _load(tmp_path, image=digest_b[:19])
     assert chosen.image.manifest_digest == digest_b
     assert sorted(chosen.final) == ["/b"]
+
+
+def test_platform_picks_among_single_platform_images(tmp_path: Path) -> None:
+    """Two single-platform images under different tags: --platform chooses, as for a docker archive."""
+    _digest_a, digest_b = _two_image_layout(tmp_path, arch_a="amd64", arch_b="arm64")
+    chosen = _load(tmp_path, platform="linux/arm64")
+    assert chosen.image.manifest_digest == digest_b
+    assert sorted(chosen.final) == ["/b"]
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--platform", "linux/s390x"])
+    assert result.exit_code == 2
+    assert "no image for linux/s390x" in result.output
 
 
 def test_same_tag_on_two_images_is_ambiguous(tmp_path: Path) -> None:

@@ -314,6 +314,18 @@ def choose(
     if not candidates:
         raise ImgscopeError(f"{store.label}: no image manifest found in the layout")
     plats = [_config_platform(store, c, prefix) for c in candidates]
+    if platform:
+        # The platform narrows first (as for a docker archive): single-platform images under
+        # different tags are told apart by it; only several matching images need --image.
+        wanted = normalize_platform(platform)
+        matching = [(c, p) for c, p in zip(candidates, plats, strict=True) if platform_matches(p, wanted)]
+        if not matching:
+            raise ImgscopeError(
+                f"{store.label}: no image for {_fmt(wanted)}; platforms here: "
+                + ", ".join(sorted({_fmt(p) for p in plats}))
+            )
+        candidates = [c for c, _ in matching]
+        plats = [p for _, p in matching]
     images = _images(candidates)
     if len(images) > 1:
         platform_of = {id(c): p for c, p in zip(candidates, plats, strict=True)}
@@ -331,14 +343,7 @@ def choose(
             f"{store.label}: holds {what}, pick one with --image TAG or --image sha256:DIGEST: {listing}"
         )
     if platform:
-        wanted = normalize_platform(platform)
-        for cand, plat in zip(candidates, plats, strict=True):
-            if platform_matches(plat, wanted):
-                return cand
-        raise ImgscopeError(
-            f"{store.label}: no image for {_fmt(wanted)}; platforms here: "
-            + ", ".join(sorted({_fmt(p) for p in plats}))
-        )
+        return candidates[0]
     if len(candidates) == 1:
         return candidates[0]
     host = host_platform()
