@@ -682,10 +682,11 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             s.skip(padded)
             continue
         path = normalize(raw_name)
-        if climbs(raw_name):
+        climbing = climbs(raw_name)
+        if climbing:
             # Docker clamps the name at the root and ships the file there (see normalize).
+            # Recorded for audit once the entry is known to ship (or, for a whiteout, what it deletes).
             warn(f"entry {raw_name[:200]!r} climbs above the root; Docker puts it at {path!r}")
-            climbed.append(path)
         if kind is None:
             warn(f"{path}: unknown tar type {typeflag!r} read as a regular file")
             kind = FILE
@@ -701,7 +702,10 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             elif base in (WHITEOUT, WHITEOUT + ".", WHITEOUT + ".."):
                 warn(f"{path}: invalid whiteout {base!r} names no file, ignored")
             else:
-                whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
+                target = posixpath.join(parent, base[len(WHITEOUT) :])
+                whiteouts.append(target)
+                if climbing:
+                    climbed.append(target)
             s.skip(padded)
             continue
         if path == "/":
@@ -745,6 +749,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if kind == CHAR and devmajor == 0 and devminor == 0:
             warn(f"{path}: char device 0/0 is a leaked overlay whiteout; read as one")
             whiteouts.append(path)
+            if climbing:
+                climbed.append(path)
             continue
 
         xattrs: tuple[tuple[str, str], ...] = ()
@@ -777,6 +783,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                     digest = found.digest
         if path in ESTARGZ_NAMES:
             estargz = True
+        if climbing:
+            climbed.append(path)
         earlier = entries.pop(path, None)
         if earlier is not None:
             # A later entry of the same name replaces the earlier one in the container, but the
