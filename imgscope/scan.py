@@ -373,17 +373,22 @@ def _child_index(entries: dict[str, Entry]) -> dict[str, list[str]]:
     """Every path of ``entries`` under each of its parents (implied directories included)."""
     kids: dict[str, list[str]] = {}
     for path in entries:
-        child = path
-        while child != "/":
-            parent = child[: child.rfind("/")] or "/"
-            siblings = kids.get(parent)
-            if siblings is None:
-                kids[parent] = [child]
-            else:
-                siblings.append(child)
-                break
-            child = parent
+        _index_path(kids, path)
     return kids
+
+
+def _index_path(kids: dict[str, list[str]], path: str) -> None:
+    """List ``path`` under its parent, and each implied ancestor under its own, up to one already listed."""
+    child = path
+    while child != "/":
+        parent = child[: child.rfind("/")] or "/"
+        siblings = kids.get(parent)
+        if siblings is None:
+            kids[parent] = [child]
+        else:
+            siblings.append(child)
+            break
+        child = parent
 
 
 def _cut_below(path: str, entries: dict[str, Entry], kids: dict[str, list[str]], shadowed: list[Entry]) -> None:
@@ -677,10 +682,11 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             s.skip(padded)
             continue
         path = normalize(raw_name)
-        if climbs(raw_name):
+        climbing = climbs(raw_name)
+        if climbing:
             # Docker clamps the name at the root and ships the file there (see normalize).
+            # Recorded for audit once the entry is known to ship (or, for a whiteout, what it deletes).
             warn(f"entry {raw_name[:200]!r} climbs above the root; Docker puts it at {path!r}")
-            climbed.append(path)
         if kind is None:
             warn(f"{path}: unknown tar type {typeflag!r} read as a regular file")
             kind = FILE
@@ -696,7 +702,10 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             elif base in (WHITEOUT, WHITEOUT + ".", WHITEOUT + ".."):
                 warn(f"{path}: invalid whiteout {base!r} names no file, ignored")
             else:
-                whiteouts.append(posixpath.join(parent, base[len(WHITEOUT) :]))
+                target = posixpath.join(parent, base[len(WHITEOUT) :])
+                whiteouts.append(target)
+                if climbing:
+                    climbed.append(target)
             s.skip(padded)
             continue
         if path == "/":
@@ -740,6 +749,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if kind == CHAR and devmajor == 0 and devminor == 0:
             warn(f"{path}: char device 0/0 is a leaked overlay whiteout; read as one")
             whiteouts.append(path)
+            if climbing:
+                climbed.append(path)
             continue
 
         xattrs: tuple[tuple[str, str], ...] = ()
@@ -772,6 +783,8 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                     digest = found.digest
         if path in ESTARGZ_NAMES:
             estargz = True
+        if climbing:
+            climbed.append(path)
         earlier = entries.pop(path, None)
         if earlier is not None:
             # A later entry of the same name replaces the earlier one in the container, but the
@@ -787,7 +800,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             path, kind, mode, uid, gid, entry_size, content_bytes, mtime, link, digest, xattrs, devmajor, devminor
         )
         if kids is not None:
-            kids.setdefault(path[:slash] or "/", []).append(path)
+            _index_path(kids, path)
     _drop_replaced(entries, shadowed)
     if dropped:
         warnings.append(f"... and {dropped} more warnings like these")

@@ -128,6 +128,20 @@ def test_symlink_replaces_directory_within_one_layer(tmp_path: Path) -> None:
     assert built.final["/d"].entry.type == "symlink"
 
 
+def test_replacement_after_a_repeated_name_still_cuts_deep_entries() -> None:
+    """Once a repeated name built the child index, a later deep entry is indexed under every ancestor.
+
+    Layer entries q, q, x/y/z, file x, directory x: the file x replaced the implied directory x,
+    so /x/y/z is gone, exactly as without the repeated q.
+    """
+    tail = [ib.file("x/y/z", b"zzz"), ib.file("x", b"file"), ib.directory("x")]
+    plain = scan_layer(io.BytesIO(ib.layer_tar(tail)), "plain")
+    assert [e.path for e in plain.entries] == ["/x"]
+    repeated = scan_layer(io.BytesIO(ib.layer_tar([ib.file("q", b"1"), ib.file("q", b"2"), *tail])), "repeated")
+    assert sorted(e.path for e in repeated.entries) == ["/q", "/x"]
+    assert "/x/y/z" in [e.path for e in repeated.shadowed]
+
+
 # --------------------------------------------------------------------------- 3. GNU headers
 
 
@@ -246,7 +260,7 @@ def test_cache_version_follows_scan_shape() -> None:
 
     shape = ";".join(f"{f.name}:{f.type}" for cls in (LayerScan, Entry) for f in fields(cls))
     digest = hashlib.sha256(shape.encode()).hexdigest()[:16]
-    known = {2: "208f1bd1a8ec6d5d", 3: "1b6a92739adc2dd4"}
+    known = {2: "208f1bd1a8ec6d5d", 3: "1b6a92739adc2dd4", 4: "1b6a92739adc2dd4"}
     assert cache.SCANNER_VERSION in known, f"no shape recorded for SCANNER_VERSION {cache.SCANNER_VERSION}"
     assert known[cache.SCANNER_VERSION] == digest, f"scan shape {digest} changed: bump cache.SCANNER_VERSION"
 
@@ -254,10 +268,14 @@ def test_cache_version_follows_scan_shape() -> None:
 # --------------------------------------------------------------------------- 6. choosing an image
 
 
-def _two_image_layout(path: Path, tag_a: str = "a", tag_b: str = "b") -> tuple[str, str]:
+def _two_image_layout(
+    path: Path, tag_a: str = "a", tag_b: str = "b", arch_a: str = "amd64", arch_b: str = "amd64"
+) -> tuple[str, str]:
     """One OCI layout holding two different images; their manifest digests."""
-    ib.write_oci_layout(path / "one", ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)), tag=tag_a)
-    ib.write_oci_layout(path, ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),)), tag=tag_b)
+    spec_a = ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),), architecture=arch_a)
+    spec_b = ib.ImageSpec(steps=(ib.run("b", ib.file("b", "bb")),), architecture=arch_b)
+    ib.write_oci_layout(path / "one", spec_a, tag=tag_a)
+    ib.write_oci_layout(path, spec_b, tag=tag_b)
     for blob in (path / "one" / "blobs" / "sha256").iterdir():
         shutil.copy(blob, path / "blobs" / "sha256" / blob.name)
     first = json.loads((path / "one" / "index.json").read_text())["manifests"]
@@ -284,6 +302,17 @@ def test_image_by_digest_prefix(tmp_path: Path) -> None:
     chosen = _load(tmp_path, image=digest_b[:19])
     assert chosen.image.manifest_digest == digest_b
     assert sorted(chosen.final) == ["/b"]
+
+
+def test_platform_picks_among_single_platform_images(tmp_path: Path) -> None:
+    """Two single-platform images under different tags: --platform chooses, as for a docker archive."""
+    _digest_a, digest_b = _two_image_layout(tmp_path, arch_a="amd64", arch_b="arm64")
+    chosen = _load(tmp_path, platform="linux/arm64")
+    assert chosen.image.manifest_digest == digest_b
+    assert sorted(chosen.final) == ["/b"]
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--platform", "linux/s390x"])
+    assert result.exit_code == 2
+    assert "no image for linux/s390x" in result.output
 
 
 def test_same_tag_on_two_images_is_ambiguous(tmp_path: Path) -> None:

@@ -114,6 +114,21 @@ def test_dot_dot_escapes_are_clamped_as_docker_does_and_prefixes_stripped() -> N
     assert any("climbs above the root" in w for w in result.warnings)
 
 
+def test_climbing_whiteout_records_its_target_and_root_is_not_recorded() -> None:
+    """``../.wh.etc`` deletes /etc (it ships no /.wh.etc); ``a/../..`` is the root, which ships nothing."""
+    data = make_tar(
+        [
+            (info("../.wh.etc"), b""),
+            (info("a/../..", tarfile.DIRTYPE, 0o755), None),
+            (info("../x"), b"x"),
+        ]
+    )
+    result = scan_layer(io.BytesIO(data), "t")
+    assert [e.path for e in result.entries] == ["/x"]
+    assert result.whiteouts == ("/etc",)
+    assert result.climbed == ("/etc", "/x")
+
+
 def test_normalize() -> None:
     assert normalize("./a/b/../c") == "/a/c"
     assert normalize("a/../../b") == "/b"

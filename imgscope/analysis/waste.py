@@ -247,16 +247,6 @@ class _DiveTree:
         self.data: dict[str, tuple[bool, int]] = {}
         self.children: dict[str, set[str]] = defaultdict(set)
 
-    def add(self, path: str, is_dir: bool, size: int) -> None:
-        data = self.data
-        current = path
-        while current != "/" and current not in data:
-            data[current] = (False, 0)
-            parent = _parent(current)
-            self.children[parent].add(current)
-            current = parent
-        data[path] = (is_dir, size)
-
     def remove(self, path: str) -> None:
         if path not in self.data:
             return
@@ -284,7 +274,8 @@ class _DiveTree:
 def _graft_adds(tree: _DiveTree, implied: list[str], own: dict[str, Entry]) -> None:
     """Put a layer's nodes on dive's tree: implied directories get empty data, entries their own.
 
-    :meth:`_DiveTree.add`, inlined: this runs once per entry of every layer.
+    Each node's missing ancestors are created with empty data and linked to their parents on
+    the way up (kept in this one loop: it runs once per entry of every layer).
     """
     data = tree.data
     children = tree.children

@@ -188,7 +188,7 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
     if len(distinct) > 1:
         listing = "; ".join(
             (",".join(_repo_tags(e)) or "untagged")
-            + f" ({_fmt_platform(_entry_platform(store, e))}, {_short_config(e)})"
+            + f" ({oci.fmt_platform(_entry_platform(store, e))}, {_short_config(e)})"
             for e in distinct
         )
         what = f"{len(distinct)} images tagged {tag!r}" if tag else f"{len(distinct)} images"
@@ -199,15 +199,11 @@ def plan_docker_save(store: Store, tag: str | None, platform: str | None = None)
     return _plan_entry(store, entry)
 
 
-def _fmt_platform(plat: tuple[str, str, str] | None) -> str:
-    return "/".join(p for p in plat if p) if plat else "unknown platform"
-
-
 def _short_config(entry: dict[str, Any]) -> str:
     """The image ID of a manifest.json entry, shortened for a listing (its config name when not a digest)."""
     name = str(entry.get("Config", "?"))
     digest = _digest_from_name(name)
-    return digest[: len("sha256:") + 12] if digest else name[:24]
+    return oci.short_digest(digest) if digest else name[:24]
 
 
 def _plan_entry(store: Store, entry: dict[str, Any]) -> ImagePlan:

@@ -280,27 +280,25 @@ def scan_layers(
         # A DiffID is recomputed (the SHA-256 of every byte, the costliest part of a scan) only when
         # something rests on it: --verify, or a scan that will key the cache.  Otherwise (--no-cache,
         # content visitors) the config's DiffID is taken as the scan's, as --verify's help promises.
+        by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
         trusted: list[str | None] | None = None
         if db is None and not checking:
-            by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
             # Only a well-formed DiffID is taken on trust: a damaged config's is computed instead,
             # so the report holds a real digest and the mismatch is reported below.
             trusted = [by_name[name] if _DIGEST.fullmatch(by_name[name]) else None for name in todo]
-        t_by_name = dict(zip(todo, trusted, strict=True)) if trusted is not None else {}
         scanned = store.scan_many(
             todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick, trusted=trusted
         )
-        by_ref = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
-        for name, scan in zip(todo, scanned, strict=True):
+        for i, (name, scan) in enumerate(zip(todo, scanned, strict=True)):
             if scan.diff_id == UNKNOWN_DIFF_ID:
                 # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
                 # DiffID too; such a scan never keys the cache.
-                results[name] = dataclasses.replace(scan, diff_id=by_ref[name])
+                results[name] = dataclasses.replace(scan, diff_id=by_name[name])
                 verified = False
                 continue
             results[name] = scan
-            if t_by_name.get(name):
-                verified = False
+            if trusted is not None and trusted[i] is not None:
+                verified = False  # the config's DiffID was taken, not computed
             if db is not None:
                 db.put(scan)
     return [results[ref.name] for ref in refs], verified

@@ -249,7 +249,8 @@ def _tag_matches(tag: str, wanted: str) -> bool:
     return tag == wanted or tag.endswith(":" + wanted) or tag.rsplit("/", 1)[-1] == wanted
 
 
-def _fmt(plat: tuple[str, str, str] | None) -> str:
+def fmt_platform(plat: tuple[str, str, str] | None) -> str:
+    """``os/arch[/variant]`` of a platform, or ``unknown platform``."""
     return "/".join(p for p in plat if p) if plat else "unknown platform"
 
 
@@ -268,7 +269,8 @@ def _images(candidates: list[Candidate]) -> list[list[Candidate]]:
     return list(groups.values())
 
 
-def _short(digest: str) -> str:
+def short_digest(digest: str) -> str:
+    """A digest shortened for a listing: ``sha256:`` and 12 hex digits."""
     return digest[: len("sha256:") + 12]
 
 
@@ -276,7 +278,7 @@ def missing_note(notes: list[str], wanted: tuple[str, str, str] | None) -> str |
     """The note of a missing blob: for the wanted platform when one names it, else the first."""
     missing = [n for n in notes if "missing" in n]
     if wanted is not None:
-        named = [n for n in missing if f"({_fmt(wanted)})" in n]
+        named = [n for n in missing if f"({fmt_platform(wanted)})" in n]
         if named:
             return named[0]
         # Another platform's missing blob says nothing of the wanted one.
@@ -314,14 +316,26 @@ def choose(
     if not candidates:
         raise ImgscopeError(f"{store.label}: no image manifest found in the layout")
     plats = [_config_platform(store, c, prefix) for c in candidates]
+    if platform:
+        # The platform narrows first (as for a docker archive): single-platform images under
+        # different tags are told apart by it; only several matching images need --image.
+        wanted = normalize_platform(platform)
+        matching = [(c, p) for c, p in zip(candidates, plats, strict=True) if platform_matches(p, wanted)]
+        if not matching:
+            raise ImgscopeError(
+                f"{store.label}: no image for {fmt_platform(wanted)}; platforms here: "
+                + ", ".join(sorted({fmt_platform(p) for p in plats}))
+            )
+        candidates = [c for c, _ in matching]
+        plats = [p for _, p in matching]
     images = _images(candidates)
     if len(images) > 1:
         platform_of = {id(c): p for c, p in zip(candidates, plats, strict=True)}
         listing = "; ".join(
             (",".join(sorted({t for c in group for t in c.tags})) or "untagged")
             + " ("
-            + ", ".join(sorted({_fmt(platform_of[id(c)]) for c in group}))
-            + f", {_short(group[0].root or group[0].digest)})"
+            + ", ".join(sorted({fmt_platform(platform_of[id(c)]) for c in group}))
+            + f", {short_digest(group[0].root or group[0].digest)})"
             for group in images
         )
         what = (
@@ -331,14 +345,7 @@ def choose(
             f"{store.label}: holds {what}, pick one with --image TAG or --image sha256:DIGEST: {listing}"
         )
     if platform:
-        wanted = normalize_platform(platform)
-        for cand, plat in zip(candidates, plats, strict=True):
-            if platform_matches(plat, wanted):
-                return cand
-        raise ImgscopeError(
-            f"{store.label}: no image for {_fmt(wanted)}; platforms here: "
-            + ", ".join(sorted({_fmt(p) for p in plats}))
-        )
+        return candidates[0]
     if len(candidates) == 1:
         return candidates[0]
     host = host_platform()
@@ -348,7 +355,8 @@ def choose(
     if len({c.digest for c in candidates}) == 1:
         return candidates[0]
     listing = ", ".join(
-        f"{_fmt(p)}" + (f" [{', '.join(c.tags)}]" if c.tags else "") for c, p in zip(candidates, plats, strict=True)
+        f"{fmt_platform(p)}" + (f" [{', '.join(c.tags)}]" if c.tags else "")
+        for c, p in zip(candidates, plats, strict=True)
     )
     raise ImgscopeError(f"{store.label}: several images here, pick one with --platform or a tag: {listing}")
 
@@ -394,7 +402,7 @@ def plan_layout(store: Store, tag: str | None, platform: str | None) -> ImagePla
     candidates, notes = walk_index(store, index)
     wanted = normalize_platform(platform) if platform else None
     if not candidates and notes:
-        what = f" for {_fmt(wanted)}" if wanted is not None else ""
+        what = f" for {fmt_platform(wanted)}" if wanted is not None else ""
         raise ImgscopeError(f"{store.label}: no readable image{what}: {missing_note(notes, wanted) or notes[0]}")
     try:
         chosen = choose(store, candidates, tag, platform)
