@@ -728,3 +728,26 @@ def test_vouched_layers_count_as_checked(plain: Registry) -> None:
     fetched = [p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p]
     assert {f"/v2/demo/app/blobs/{layer.digest}" for layer in cold.layers} <= set(fetched)
     assert again.diff_ids_verified
+
+
+def test_a_layer_fetched_now_with_another_diff_id_is_warned_once(plain: Registry, tmp_path: Path) -> None:
+    """load_plan warns of a fetched layer's DiffID mismatch; the cache's record of it is no second warning."""
+    layout = tmp_path / "layout"
+    built = ib.write_oci_layout(layout, ib.ImageSpec(steps=(ib.run("one", ib.file("a.txt", b"a\n" * 100)),)))
+    # The config now names another DiffID than the layer's: rewrite config, manifest and index by hand.
+    blobs = layout / "blobs" / "sha256"
+    config = json.loads(built.config)
+    config["rootfs"]["diff_ids"] = ["sha256:" + "2" * 64]
+    config_bytes = ib.jdump(config)
+    (blobs / ib.sha256(config_bytes).removeprefix("sha256:")).write_bytes(config_bytes)
+    index = json.loads((layout / "index.json").read_bytes())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    manifest["config"].update(digest=ib.sha256(config_bytes), size=len(config_bytes))
+    manifest_bytes = ib.jdump(manifest)
+    (blobs / ib.sha256(manifest_bytes).removeprefix("sha256:")).write_bytes(manifest_bytes)
+    index["manifests"][0].update(digest=ib.sha256(manifest_bytes), size=len(manifest_bytes))
+    (layout / "index.json").write_bytes(ib.jdump(index))
+    ref = plain.push(f"oci:{layout}:latest", "mismatch/app:1")
+    image = _load(ref)
+    about_the_layer = [w for w in image.warnings if built.diff_ids[0] in w]
+    assert len(about_the_layer) == 1, image.warnings

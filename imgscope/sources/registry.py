@@ -339,12 +339,17 @@ def _plan(ref: RegistryRef, store: RegistryStore, options: LoadOptions) -> Image
 
 
 def _contradictions(store: RegistryStore, image: Image) -> tuple[str, ...]:
-    """Layers whose blob was seen before to hold another DiffID than the config now says."""
+    """Layers whose blob was seen before to hold another DiffID than the config now says.
+
+    A layer fetched in this run is left out: load_plan has compared what it holds with the
+    config already (and warned of a mismatch), and the cache's record of it is that very hash.
+    """
     if store._cache is None:
         return ()
+    fetched = set(store.fetched)
     out = []
     for layer in image.layers:
-        if layer.digest is None:
+        if layer.digest is None or layer.digest in fetched:
             continue
         seen = store._cache.blob_diff_id(layer.digest)
         if seen is not None and seen != layer.diff_id:
