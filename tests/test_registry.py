@@ -751,3 +751,18 @@ def test_a_layer_fetched_now_with_another_diff_id_is_warned_once(plain: Registry
     image = _load(ref)
     about_the_layer = [w for w in image.warnings if built.diff_ids[0] in w]
     assert len(about_the_layer) == 1, image.warnings
+
+
+def test_credential_helper_answering_json_that_is_not_an_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgscope.sources import credentials
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-imgscopelist"
+    helper.write_text('#!/bin/sh\nprintf \'["not", "an", "object"]\'\n')
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    _write_config(tmp_path / "config", monkeypatch, {"credHelpers": {"r.example": "imgscopelist"}})
+    assert credentials.lookup("r.example") is None
