@@ -108,7 +108,16 @@ def test_parse_reference(text: str, host: str, repo: str, ref: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["registry://", "registry://host", "registry://host/", "registry://host/Upper", "registry://host/a@sha256:zz"],
+    [
+        "registry://",
+        "registry://host",
+        "registry://host/",
+        "registry://host/Upper",
+        "registry://host/a@sha256:zz",
+        "registry://host/a@sha256:" + "A" * 64,  # upper case: the client checks only what it can compute
+        "registry://host/a@sha512:" + "a" * 128,
+        "registry://host/a@sha256:" + "a" * 32,
+    ],
 )
 def test_parse_reference_refuses(text: str) -> None:
     with pytest.raises(ImgscopeError, match="registry://"):
@@ -766,3 +775,12 @@ def test_credential_helper_answering_json_that_is_not_an_object(
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     _write_config(tmp_path / "config", monkeypatch, {"credHelpers": {"r.example": "imgscopelist"}})
     assert credentials.lookup("r.example") is None
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "A" * 64, "sha512:" + "a" * 128])
+def test_client_refuses_a_manifest_digest_it_cannot_check(digest: str) -> None:
+    from imgscope.sources.registry_client import Endpoint, RegistryClient
+
+    client = RegistryClient(Endpoint("127.0.0.1:1", "x"))  # nothing listens: refused before connecting
+    with pytest.raises(ImgscopeError, match="invalid manifest digest"):
+        client.manifest(digest)

@@ -434,6 +434,8 @@ class RegistryClient:
     def manifest(self, reference: str) -> tuple[bytes, str, str]:
         """A manifest or index by tag or digest: (bytes, media type, digest), checked when asked by digest."""
         what = f"manifest {reference}"
+        if ":" in reference and not _DIGEST.fullmatch(reference):  # a tag has no colon: a digest we cannot check
+            raise ImgscopeError(f"{self.label}: invalid manifest digest {reference!r}")
         path = f"/v2/{self.endpoint.repository}/manifests/{reference}"
         resp, conn, scheme, netloc = self._get(path, MANIFEST_ACCEPT, what)
         try:
