@@ -784,3 +784,47 @@ def test_client_refuses_a_manifest_digest_it_cannot_check(digest: str) -> None:
     client = RegistryClient(Endpoint("127.0.0.1:1", "x"))  # nothing listens: refused before connecting
     with pytest.raises(ImgscopeError, match="invalid manifest digest"):
         client.manifest(digest)
+
+
+def test_a_failing_small_layer_stops_the_big_download_at_once(proxy: Proxy, tmp_path: Path) -> None:
+    """Parallel downloads are taken as they end: the small layer's 404 does not wait for the big layer."""
+    import random
+
+    big = random.Random(16).randbytes(4 << 20)
+    spec = ib.ImageSpec(
+        steps=(ib.run("big", ib.file("big.bin", big)), ib.run("small", ib.file("small.txt", b"small\n")))
+    )
+    archive = tmp_path / "two.tar"
+    ib.write_docker_archive(archive, spec)
+    proxy.upstream.push(f"docker-archive:{archive}", "parallel/app:1")
+    big_digest, small_digest = _layer_digests(proxy.upstream, "parallel/app", "1")
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if h.headers.get("Authorization") != "Bearer t0k3n":
+            return False
+        if h.path.endswith(small_digest):
+            Proxy._send(h, 404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
+            return True
+        if h.path.endswith(big_digest):
+            with urllib.request.urlopen(f"http://{proxy.upstream.host}{h.path}", timeout=30) as resp:
+                body = resp.read()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            try:
+                for at in range(0, len(body), 64 << 10):  # about 13 s for the whole blob
+                    h.wfile.write(body[at : at + (64 << 10)])
+                    h.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client stopped reading
+            return True
+        return False
+
+    proxy.fault = fault
+    started = time.monotonic()
+    with pytest.raises(ImgscopeError, match="404") as info:
+        _load(f"registry://{proxy.host}/parallel/app:1", use_cache=False)
+    elapsed = time.monotonic() - started
+    assert small_digest in info.value.message
+    assert elapsed < 6, f"waited {elapsed:.1f}s for the big layer"

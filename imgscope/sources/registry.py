@@ -172,43 +172,40 @@ class RegistryStore:
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         ids: list[str | None] = trusted or [None] * len(names)
+        digests = [_digest_of(name) for name in names]
 
-        def one(i: int) -> LayerScan:
-            digest = _digest_of(names[i])
-            scan = self._fetch_and_scan(digest, max_bytes, visitor, ids[i])
+        def record(i: int, scan: LayerScan) -> None:
+            # Called from this thread only: the cache connection is not shared with the workers.
             if self._cache is not None and ids[i] is None:
-                self._cache.put_blob(digest, scan.diff_id)
+                self._cache.put_blob(digests[i], scan.diff_id)
             if on_scan:
-                on_scan(self._sizes.get(digest, 0))
-            return scan
+                on_scan(self._sizes.get(digests[i], 0))
 
+        results: dict[int, LayerScan] = {}
         if visitor is not None or len(names) < 2:  # a visitor is called from one thread only
-            return [one(i) for i in range(len(names))]
-        from concurrent.futures import ThreadPoolExecutor
+            for i in range(len(names)):
+                results[i] = self._fetch_and_scan(digests[i], max_bytes, visitor, ids[i])
+                record(i, results[i])
+            return [results[i] for i in range(len(names))]
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
         # Layers are fetched and scanned side by side, largest first: the download, the decompression
         # (zlib releases the GIL) and the tar parsing of different layers overlap, as skopeo's parallel
-        # downloads do.  The cache connection is shared, so its writes are made here, one at a time.
-        order = sorted(range(len(names)), key=lambda i: -self._sizes.get(_digest_of(names[i]), 0))
-        results: dict[int, LayerScan] = {}
+        # downloads do.  Each is taken as it ends, so a small layer that fails stops the others at once.
+        order = sorted(range(len(names)), key=lambda i: -self._sizes.get(digests[i], 0))
         with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(names))) as pool:
-            futures = {
-                i: pool.submit(self._fetch_and_scan, _digest_of(names[i]), max_bytes, None, ids[i]) for i in order
-            }
+            futures = {pool.submit(self._fetch_and_scan, digests[i], max_bytes, None, ids[i]): i for i in order}
             try:
-                for i in order:
-                    results[i] = futures[i].result()
-                    if on_scan:
-                        on_scan(self._sizes.get(_digest_of(names[i]), 0))
+                for future in as_completed(futures):
+                    i = futures[future]
+                    results[i] = future.result()
+                    record(i, results[i])
             except BaseException:
                 # Stop the other downloads now: the pool's exit waits for them (Ctrl-C, a bad blob).
                 self._abort.set()
-                for future in futures.values():
+                for future in futures:
                     future.cancel()
                 raise
-        for i, name in enumerate(names):
-            if self._cache is not None and ids[i] is None:
-                self._cache.put_blob(_digest_of(name), results[i].diff_id)
         return [results[i] for i in range(len(names))]
 
     def _fetch_and_scan(
