@@ -29,7 +29,7 @@ from imgscope.scan import ContentVisitor, scan_layer
 from imgscope.sources import oci
 from imgscope.sources.common import ImagePlan, LoadOptions, load_json, load_plan
 from imgscope.sources.registry_client import Endpoint, RegistryClient
-from imgscope.sources.store import MAX_METADATA
+from imgscope.sources.store import MAX_METADATA, _Prefetch
 
 if TYPE_CHECKING:
     from imgscope.cache import ScanCache
@@ -212,7 +212,6 @@ class RegistryStore:
         self, digest: str, max_bytes: int | None, visitor: ContentVisitor | None, diff_id: str | None
     ) -> LayerScan:
         from imgscope.sources.compression import decode_errors, open_decompressed
-        from imgscope.sources.store import _Prefetch
 
         label = f"{self.label}: blob {digest}"
         reader = self.client.open_blob(digest, self._sizes.get(digest))
@@ -227,14 +226,13 @@ class RegistryStore:
             prefetch = _Prefetch(stream)
             whole = False
             try:
+                # scan_layer gives a stream that does not decompress its one-line error itself.
+                scan = scan_layer(prefetch, label, max_bytes=max_bytes, visitor=visitor, diff_id=diff_id)
+                # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
                 try:
-                    scan = scan_layer(prefetch, label, max_bytes=max_bytes, visitor=visitor, diff_id=diff_id)
-                    # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
                     while prefetch.read(1 << 20):
                         pass
                 except decode_errors() as exc:
-                    if isinstance(exc, ImgscopeError):
-                        raise
                     raise ImgscopeError(f"{label}: layer does not decompress ({exc})") from exc
                 whole = True
             finally:
