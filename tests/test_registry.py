@@ -828,3 +828,41 @@ def test_a_failing_small_layer_stops_the_big_download_at_once(proxy: Proxy, tmp_
     elapsed = time.monotonic() - started
     assert small_digest in info.value.message
     assert elapsed < 6, f"waited {elapsed:.1f}s for the big layer"
+
+
+def test_one_tls_context_per_host_for_all_the_parallel_downloads(
+    tls: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgscope.sources import registry_client
+
+    built: list[tuple[str, bool]] = []
+    real = registry_client._tls_context
+
+    def counting(host: str, verify: bool) -> object:
+        built.append((host, verify))
+        return real(host, verify)
+
+    monkeypatch.setattr(registry_client, "_tls_context", counting)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    client = registry.client_for(registry.parse(f"registry://{tls.host}/secure/app:1"), LoadOptions(insecure=True))
+    image = registry.load(
+        f"registry://{tls.host}/secure/app:1", LoadOptions(insecure=True, use_cache=False), client=client
+    )
+    assert len({layer.digest for layer in image.layers}) > 1  # several downloads, side by side
+    assert sum(1 for m, p in client.requests if "/blobs/" in p) > 2
+    assert built == [(tls.host, False)]
+
+
+def test_credentials_are_looked_up_once_per_client(basic: Registry) -> None:
+    from imgscope.sources.registry_client import Endpoint, RegistryClient
+
+    asked: list[str] = []
+
+    def lookup(host: str) -> tuple[str, str]:
+        asked.append(host)
+        return USER, "wrong"
+
+    client = RegistryClient(Endpoint(basic.host, "private/app"), lookup=lookup)
+    with pytest.raises(ImgscopeError, match="refused"):
+        registry.load(f"registry://{basic.host}/private/app:1", LoadOptions(use_cache=False), client=client)
+    assert asked == [basic.host]
