@@ -287,3 +287,29 @@ def test_stream_member_reader_stands_aside_for_a_compressed_stream(tmp_path: Pat
         member = tf.next()
         assert member is not None
         assert store._StreamMember.of(tf, member, counted) is None
+
+
+def test_a_sparse_member_of_a_compressed_archive_is_read_by_tarfile(tmp_path: Path) -> None:
+    """A GNU sparse member stores fewer bytes than its size: the direct reader must not read past them."""
+    import gzip
+    import shutil
+    import subprocess
+
+    spec = _every_kind_of_change()
+    plain = tmp_path / "image.tar"
+    built = ib.write_docker_archive(plain, spec)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xf", str(plain), "-C", str(unpacked)], check=True)
+    with open(unpacked / "hole", "wb") as fh:
+        fh.truncate(10 << 20)  # all hole: GNU tar -S stores no data block for it
+    names = sorted(p.name for p in unpacked.iterdir())
+    sparse = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--format=gnu", "-S", "-cf", str(sparse), "-C", str(unpacked), *names], check=True)
+    packed = tmp_path / "sparse.tar.gz"
+    with open(sparse, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert sparse.stat().st_size < 10 << 20  # the member really is stored sparse
+
+    image = load_path(packed, str(packed), None, LoadOptions(use_cache=False, verify=True))
+    assert [s.diff_id for s in image.scans] == built.diff_ids

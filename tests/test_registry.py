@@ -108,7 +108,16 @@ def test_parse_reference(text: str, host: str, repo: str, ref: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["registry://", "registry://host", "registry://host/", "registry://host/Upper", "registry://host/a@sha256:zz"],
+    [
+        "registry://",
+        "registry://host",
+        "registry://host/",
+        "registry://host/Upper",
+        "registry://host/a@sha256:zz",
+        "registry://host/a@sha256:" + "A" * 64,  # upper case: the client checks only what it can compute
+        "registry://host/a@sha512:" + "a" * 128,
+        "registry://host/a@sha256:" + "a" * 32,
+    ],
 )
 def test_parse_reference_refuses(text: str) -> None:
     with pytest.raises(ImgscopeError, match="registry://"):
@@ -728,3 +737,132 @@ def test_vouched_layers_count_as_checked(plain: Registry) -> None:
     fetched = [p for m, p in plain.requests()[before:] if m == "GET" and "/blobs/" in p]
     assert {f"/v2/demo/app/blobs/{layer.digest}" for layer in cold.layers} <= set(fetched)
     assert again.diff_ids_verified
+
+
+def test_a_layer_fetched_now_with_another_diff_id_is_warned_once(plain: Registry, tmp_path: Path) -> None:
+    """load_plan warns of a fetched layer's DiffID mismatch; the cache's record of it is no second warning."""
+    layout = tmp_path / "layout"
+    built = ib.write_oci_layout(layout, ib.ImageSpec(steps=(ib.run("one", ib.file("a.txt", b"a\n" * 100)),)))
+    # The config now names another DiffID than the layer's: rewrite config, manifest and index by hand.
+    blobs = layout / "blobs" / "sha256"
+    config = json.loads(built.config)
+    config["rootfs"]["diff_ids"] = ["sha256:" + "2" * 64]
+    config_bytes = ib.jdump(config)
+    (blobs / ib.sha256(config_bytes).removeprefix("sha256:")).write_bytes(config_bytes)
+    index = json.loads((layout / "index.json").read_bytes())
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    manifest["config"].update(digest=ib.sha256(config_bytes), size=len(config_bytes))
+    manifest_bytes = ib.jdump(manifest)
+    (blobs / ib.sha256(manifest_bytes).removeprefix("sha256:")).write_bytes(manifest_bytes)
+    index["manifests"][0].update(digest=ib.sha256(manifest_bytes), size=len(manifest_bytes))
+    (layout / "index.json").write_bytes(ib.jdump(index))
+    ref = plain.push(f"oci:{layout}:latest", "mismatch/app:1")
+    image = _load(ref)
+    about_the_layer = [w for w in image.warnings if built.diff_ids[0] in w]
+    assert len(about_the_layer) == 1, image.warnings
+
+
+def test_credential_helper_answering_json_that_is_not_an_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgscope.sources import credentials
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-imgscopelist"
+    helper.write_text('#!/bin/sh\nprintf \'["not", "an", "object"]\'\n')
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    _write_config(tmp_path / "config", monkeypatch, {"credHelpers": {"r.example": "imgscopelist"}})
+    assert credentials.lookup("r.example") is None
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "A" * 64, "sha512:" + "a" * 128])
+def test_client_refuses_a_manifest_digest_it_cannot_check(digest: str) -> None:
+    from imgscope.sources.registry_client import Endpoint, RegistryClient
+
+    client = RegistryClient(Endpoint("127.0.0.1:1", "x"))  # nothing listens: refused before connecting
+    with pytest.raises(ImgscopeError, match="invalid manifest digest"):
+        client.manifest(digest)
+
+
+def test_a_failing_small_layer_stops_the_big_download_at_once(proxy: Proxy, tmp_path: Path) -> None:
+    """Parallel downloads are taken as they end: the small layer's 404 does not wait for the big layer."""
+    import random
+
+    big = random.Random(16).randbytes(4 << 20)
+    spec = ib.ImageSpec(
+        steps=(ib.run("big", ib.file("big.bin", big)), ib.run("small", ib.file("small.txt", b"small\n")))
+    )
+    archive = tmp_path / "two.tar"
+    ib.write_docker_archive(archive, spec)
+    proxy.upstream.push(f"docker-archive:{archive}", "parallel/app:1")
+    big_digest, small_digest = _layer_digests(proxy.upstream, "parallel/app", "1")
+
+    def fault(h: BaseHTTPRequestHandler) -> bool:
+        if h.headers.get("Authorization") != "Bearer t0k3n":
+            return False
+        if h.path.endswith(small_digest):
+            Proxy._send(h, 404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
+            return True
+        if h.path.endswith(big_digest):
+            with urllib.request.urlopen(f"http://{proxy.upstream.host}{h.path}", timeout=30) as resp:
+                body = resp.read()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            try:
+                for at in range(0, len(body), 64 << 10):  # about 13 s for the whole blob
+                    h.wfile.write(body[at : at + (64 << 10)])
+                    h.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client stopped reading
+            return True
+        return False
+
+    proxy.fault = fault
+    started = time.monotonic()
+    with pytest.raises(ImgscopeError, match="404") as info:
+        _load(f"registry://{proxy.host}/parallel/app:1", use_cache=False)
+    elapsed = time.monotonic() - started
+    assert small_digest in info.value.message
+    assert elapsed < 6, f"waited {elapsed:.1f}s for the big layer"
+
+
+def test_one_tls_context_per_host_for_all_the_parallel_downloads(
+    tls: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgscope.sources import registry_client
+
+    built: list[tuple[str, bool]] = []
+    real = registry_client._tls_context
+
+    def counting(host: str, verify: bool) -> object:
+        built.append((host, verify))
+        return real(host, verify)
+
+    monkeypatch.setattr(registry_client, "_tls_context", counting)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    client = registry.client_for(registry.parse(f"registry://{tls.host}/secure/app:1"), LoadOptions(insecure=True))
+    image = registry.load(
+        f"registry://{tls.host}/secure/app:1", LoadOptions(insecure=True, use_cache=False), client=client
+    )
+    assert len({layer.digest for layer in image.layers}) > 1  # several downloads, side by side
+    assert sum(1 for m, p in client.requests if "/blobs/" in p) > 2
+    assert built == [(tls.host, False)]
+
+
+def test_credentials_are_looked_up_once_per_client(basic: Registry) -> None:
+    from imgscope.sources.registry_client import Endpoint, RegistryClient
+
+    asked: list[str] = []
+
+    def lookup(host: str) -> tuple[str, str]:
+        asked.append(host)
+        return USER, "wrong"
+
+    client = RegistryClient(Endpoint(basic.host, "private/app"), lookup=lookup)
+    with pytest.raises(ImgscopeError, match="refused"):
+        registry.load(f"registry://{basic.host}/private/app:1", LoadOptions(use_cache=False), client=client)
+    assert asked == [basic.host]

@@ -75,6 +75,8 @@ def _from_helper(helper: str, host: str) -> Credentials | None:
             data = json.loads(done.stdout)
         except ValueError as exc:
             raise ImgscopeError(f"docker-credential-{helper} answered for {host} with something not JSON") from exc
+        if not isinstance(data, dict):
+            continue  # JSON, but not the object a helper answers with: it knows nothing we can use
         user, secret = data.get("Username"), data.get("Secret")
         if isinstance(user, str) and isinstance(secret, str) and secret:
             return user, secret

@@ -29,7 +29,7 @@ from imgscope.scan import ContentVisitor, scan_layer
 from imgscope.sources import oci
 from imgscope.sources.common import ImagePlan, LoadOptions, load_json, load_plan
 from imgscope.sources.registry_client import Endpoint, RegistryClient
-from imgscope.sources.store import MAX_METADATA
+from imgscope.sources.store import MAX_METADATA, _Prefetch
 
 if TYPE_CHECKING:
     from imgscope.cache import ScanCache
@@ -42,7 +42,8 @@ DOCKER_HUB = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+# The only digest the client can check a manifest against (an upper-case or sha512 pin would go unchecked).
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
@@ -171,50 +172,46 @@ class RegistryStore:
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         ids: list[str | None] = trusted or [None] * len(names)
+        digests = [_digest_of(name) for name in names]
 
-        def one(i: int) -> LayerScan:
-            digest = _digest_of(names[i])
-            scan = self._fetch_and_scan(digest, max_bytes, visitor, ids[i])
+        def record(i: int, scan: LayerScan) -> None:
+            # Called from this thread only: the cache connection is not shared with the workers.
             if self._cache is not None and ids[i] is None:
-                self._cache.put_blob(digest, scan.diff_id)
+                self._cache.put_blob(digests[i], scan.diff_id)
             if on_scan:
-                on_scan(self._sizes.get(digest, 0))
-            return scan
+                on_scan(self._sizes.get(digests[i], 0))
 
+        results: dict[int, LayerScan] = {}
         if visitor is not None or len(names) < 2:  # a visitor is called from one thread only
-            return [one(i) for i in range(len(names))]
-        from concurrent.futures import ThreadPoolExecutor
+            for i in range(len(names)):
+                results[i] = self._fetch_and_scan(digests[i], max_bytes, visitor, ids[i])
+                record(i, results[i])
+            return [results[i] for i in range(len(names))]
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
         # Layers are fetched and scanned side by side, largest first: the download, the decompression
         # (zlib releases the GIL) and the tar parsing of different layers overlap, as skopeo's parallel
-        # downloads do.  The cache connection is shared, so its writes are made here, one at a time.
-        order = sorted(range(len(names)), key=lambda i: -self._sizes.get(_digest_of(names[i]), 0))
-        results: dict[int, LayerScan] = {}
+        # downloads do.  Each is taken as it ends, so a small layer that fails stops the others at once.
+        order = sorted(range(len(names)), key=lambda i: -self._sizes.get(digests[i], 0))
         with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(names))) as pool:
-            futures = {
-                i: pool.submit(self._fetch_and_scan, _digest_of(names[i]), max_bytes, None, ids[i]) for i in order
-            }
+            futures = {pool.submit(self._fetch_and_scan, digests[i], max_bytes, None, ids[i]): i for i in order}
             try:
-                for i in order:
-                    results[i] = futures[i].result()
-                    if on_scan:
-                        on_scan(self._sizes.get(_digest_of(names[i]), 0))
+                for future in as_completed(futures):
+                    i = futures[future]
+                    results[i] = future.result()
+                    record(i, results[i])
             except BaseException:
                 # Stop the other downloads now: the pool's exit waits for them (Ctrl-C, a bad blob).
                 self._abort.set()
-                for future in futures.values():
+                for future in futures:
                     future.cancel()
                 raise
-        for i, name in enumerate(names):
-            if self._cache is not None and ids[i] is None:
-                self._cache.put_blob(_digest_of(name), results[i].diff_id)
         return [results[i] for i in range(len(names))]
 
     def _fetch_and_scan(
         self, digest: str, max_bytes: int | None, visitor: ContentVisitor | None, diff_id: str | None
     ) -> LayerScan:
         from imgscope.sources.compression import decode_errors, open_decompressed
-        from imgscope.sources.store import _Prefetch
 
         label = f"{self.label}: blob {digest}"
         reader = self.client.open_blob(digest, self._sizes.get(digest))
@@ -229,14 +226,13 @@ class RegistryStore:
             prefetch = _Prefetch(stream)
             whole = False
             try:
+                # scan_layer gives a stream that does not decompress its one-line error itself.
+                scan = scan_layer(prefetch, label, max_bytes=max_bytes, visitor=visitor, diff_id=diff_id)
+                # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
                 try:
-                    scan = scan_layer(prefetch, label, max_bytes=max_bytes, visitor=visitor, diff_id=diff_id)
-                    # The scanner stops at the tar's end; the digest covers every byte, so read the rest.
                     while prefetch.read(1 << 20):
                         pass
                 except decode_errors() as exc:
-                    if isinstance(exc, ImgscopeError):
-                        raise
                     raise ImgscopeError(f"{label}: layer does not decompress ({exc})") from exc
                 whole = True
             finally:
@@ -339,12 +335,17 @@ def _plan(ref: RegistryRef, store: RegistryStore, options: LoadOptions) -> Image
 
 
 def _contradictions(store: RegistryStore, image: Image) -> tuple[str, ...]:
-    """Layers whose blob was seen before to hold another DiffID than the config now says."""
+    """Layers whose blob was seen before to hold another DiffID than the config now says.
+
+    A layer fetched in this run is left out: load_plan has compared what it holds with the
+    config already (and warned of a mismatch), and the cache's record of it is that very hash.
+    """
     if store._cache is None:
         return ()
+    fetched = set(store.fetched)
     out = []
     for layer in image.layers:
-        if layer.digest is None:
+        if layer.digest is None or layer.digest in fetched:
             continue
         seen = store._cache.blob_diff_id(layer.digest)
         if seen is not None and seen != layer.diff_id:

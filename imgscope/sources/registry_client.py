@@ -244,6 +244,11 @@ class RegistryClient:
         self._auth: str | None = None  # the Authorization header that worked
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        # Built once per (host, verify): a context loads the system CAs (milliseconds each), and the
+        # parallel layer downloads open a connection each.  The credentials may run a helper program.
+        self._tls: dict[tuple[str, bool], ssl.SSLContext] = {}
+        self._creds: tuple[Credentials | None] | None = None  # (the answer,) once looked up
+        self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []  # (method, path)
 
     # --- transport -------------------------------------------------------------------------
@@ -251,7 +256,17 @@ class RegistryClient:
     def _credentials(self) -> Credentials | None:
         if self.endpoint.credentials is not None:
             return self.endpoint.credentials
-        return self._lookup(self.endpoint.host) if self._lookup else None
+        with self._lock:
+            if self._creds is None:
+                self._creds = (self._lookup(self.endpoint.host) if self._lookup else None,)
+            return self._creds[0]
+
+    def _tls_context(self, netloc: str, verify: bool) -> ssl.SSLContext:
+        with self._lock:
+            ctx = self._tls.get((netloc, verify))
+            if ctx is None:
+                ctx = self._tls[(netloc, verify)] = _tls_context(netloc, verify)
+            return ctx
 
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         key = (scheme, netloc)
@@ -261,7 +276,7 @@ class RegistryClient:
         name, port = split_host(netloc)
         if scheme == "https":
             verify = not self.endpoint.insecure
-            return http.client.HTTPSConnection(name, port, timeout=timeout(), context=_tls_context(netloc, verify))
+            return http.client.HTTPSConnection(name, port, timeout=timeout(), context=self._tls_context(netloc, verify))
         return http.client.HTTPConnection(name, port, timeout=timeout())
 
     def _release(self, scheme: str, netloc: str, conn: http.client.HTTPConnection) -> None:
@@ -434,6 +449,8 @@ class RegistryClient:
     def manifest(self, reference: str) -> tuple[bytes, str, str]:
         """A manifest or index by tag or digest: (bytes, media type, digest), checked when asked by digest."""
         what = f"manifest {reference}"
+        if ":" in reference and not _DIGEST.fullmatch(reference):  # a tag has no colon: a digest we cannot check
+            raise ImgscopeError(f"{self.label}: invalid manifest digest {reference!r}")
         path = f"/v2/{self.endpoint.repository}/manifests/{reference}"
         resp, conn, scheme, netloc = self._get(path, MANIFEST_ACCEPT, what)
         try:

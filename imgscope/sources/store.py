@@ -510,7 +510,7 @@ class StreamStore:
                         self._files[name] = head + fh.read()
                 end = tf.offset
             whole = True
-        except tarfile.ReadError as exc:
+        except (tarfile.ReadError, tarfile.StreamError) as exc:
             if "unexpected end of data" in str(exc):
                 raise ImgscopeError(f"{self.label}: archive is truncated ({exc})") from exc
             raise ImgscopeError(f"{self.label}: not a readable tar archive ({exc})") from exc
@@ -616,7 +616,8 @@ class _StreamMember(io.RawIOBase):
         """A reader of ``member`` when ``tf`` streams plain tar from ``source`` and stands at its data, else None."""
         stream = getattr(tf, "fileobj", None)
         if (
-            type(stream).__name__ != "_Stream"
+            member.issparse()  # its stored data is shorter than member.size: tarfile maps the holes
+            or type(stream).__name__ != "_Stream"
             or getattr(stream, "comptype", None) != "tar"
             or getattr(stream, "fileobj", None) is not source
             or getattr(stream, "pos", None) != member.offset_data
