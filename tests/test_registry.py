@@ -816,18 +816,20 @@ def test_a_failing_small_layer_stops_the_big_download_at_once(proxy: Proxy, tmp_
                     h.wfile.write(body[at : at + (64 << 10)])
                     h.wfile.flush()
                     time.sleep(0.2)
+                sent_all.set()
             except OSError:
                 pass  # the client stopped reading
             return True
         return False
 
     proxy.fault = fault
-    started = time.monotonic()
+    sent_all = threading.Event()
     with pytest.raises(ImgscopeError, match="404") as info:
         _load(f"registry://{proxy.host}/parallel/app:1", use_cache=False)
-    elapsed = time.monotonic() - started
     assert small_digest in info.value.message
-    assert elapsed < 6, f"waited {elapsed:.1f}s for the big layer"
+    # The error came while the big blob was still being sent (waiting for it, the load would
+    # have ended only after the whole blob): an order of events, not a time bound.
+    assert not sent_all.is_set()
 
 
 def test_one_tls_context_per_host_for_all_the_parallel_downloads(
