@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -154,8 +155,8 @@ class _JsonOut:
         self._stream.flush()
 
 
-# What is not written on one line: containers, and the pre-encoded lists of a lazy report.
-_CONTAINERS = frozenset((dict, list, tuple, EncodedList))
+# What is not written on one line: containers, and the generators of a lazy report.
+_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList))
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -222,6 +223,18 @@ def _write_json(value: Any, out: _JsonOut, pad: str, encode: Callable[[Any], str
         between = ",\n" + inner
         for batch in value.batches():
             out.write(sep + between.join(batch))
+            sep = between
+        out.write("[]" if sep.startswith("[") else f"\n{pad}]")
+    elif isinstance(value, Iterator):  # a lazily made list (inspect_report(lazy=True)): one item at a time
+        inner = pad + "  "
+        sep = "[\n" + inner
+        between = ",\n" + inner
+        for item in value:
+            if type(item) is dict and _flat(item):
+                out.write(sep + encode(item))
+            else:
+                out.write(sep)
+                _write_json(item, out, inner, encode)
             sep = between
         out.write("[]" if sep.startswith("[") else f"\n{pad}]")
     else:
