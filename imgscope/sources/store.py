@@ -25,6 +25,8 @@ from imgscope.sources.compression import PLAIN, ByteSource, sniff
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
+    from imgscope.sources.scanproc import ScanWorker
+
 # The DiffID of a scan made without hashing, for load_plan to fill in from the config.
 UNKNOWN_DIFF_ID = ""
 # Metadata files larger than this are not JSON we want to hold in memory.
@@ -128,17 +130,8 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
     Workers return packed scans (``cache.pack``), which cross the process
     boundary several times faster than pickled dataclasses.
     """
-    total = sum(job[2] for job in jobs)
-    cores, spare = _cores()
-    # On a busy machine a worker mostly competes with this process for the same core and
-    # pays its start and the hand-back of its scans for nothing (measured on 2 cores with
-    # one kept busy: the serial scan was 20-70% faster), so it takes far more bytes to pay.
-    needed = PARALLEL_MIN_BYTES if spare >= 1 else PARALLEL_MIN_BYTES * BUSY_FACTOR
-    workers = min(len(jobs), cores, max(2, int(spare + 0.5)))
-    forced = os.environ.get("IMGSCOPE_WORKERS", "")
-    if forced.isdigit() and int(forced) > 0:  # processes to scan with, whatever the load (1: none)
-        workers, needed = min(len(jobs), int(forced)), 0
-    if workers <= 1 or total < needed:
+    workers = worker_count(sum(job[2] for job in jobs), len(jobs))
+    if workers <= 1:
         out = []
         for job in jobs:
             out.append(_scan_window(job))
@@ -172,6 +165,30 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
             _stop_workers(pool)
             raise
     return [results[i] for i in range(len(jobs))]
+
+
+def worker_count(total: int, tasks: int) -> int:
+    """How many processes should scan ``tasks`` layers of ``total`` bytes (1: this one alone).
+
+    ``IMGSCOPE_WORKERS`` forces the number, whatever the load and the size.
+    """
+    forced = _forced_workers()
+    if forced:
+        return min(tasks, forced)
+    cores, spare = _cores()
+    # On a busy machine a worker mostly competes with this process for the same core and
+    # pays its start and the hand-back of its scans for nothing (measured on 2 cores with
+    # one kept busy: the serial scan was 20-70% faster), so it takes far more bytes to pay.
+    needed = PARALLEL_MIN_BYTES if spare >= 1 else PARALLEL_MIN_BYTES * BUSY_FACTOR
+    if total < needed:
+        return 1
+    return min(tasks, cores, max(2, int(spare + 0.5)))
+
+
+def _forced_workers() -> int:
+    """``IMGSCOPE_WORKERS``: the processes to scan with, whatever the load and size (1: none; 0: imgscope decides)."""
+    forced = os.environ.get("IMGSCOPE_WORKERS", "")
+    return int(forced) if forced.isdigit() else 0
 
 
 def _cores() -> tuple[int, float]:
@@ -441,7 +458,19 @@ class StreamStore:
         visitor: ContentVisitor | None = None,
         want: Callable[[str], bool] | None = None,
         diff_ids: bool = True,
+        expected_bytes: int | None = None,
     ) -> None:
+        """Read the whole stream.
+
+        ``expected_bytes``, when given, lets layers be scanned by a helper
+        process (``scanproc``) while this one reads the stream, if an image of
+        that size gains from it (``worker_count``).  Only a caller whose own
+        reading is costly should give it: decompressing an archive, yes; the
+        daemon's save stream, no (measured on 2 cores: the engine keeps one
+        busy while it sends, and a third process only slowed the stream).
+        ``IMGSCOPE_WORKERS`` above 1 forces the helper, for any stream.  With a
+        ``visitor`` every layer is scanned here: the visitor lives in this process.
+        """
         self.label = label
         # False: no SHA-256 of the layers (the costliest part of a scan); their scans then carry
         # an empty DiffID, which load_plan fills in from the config.  For callers that neither
@@ -452,8 +481,39 @@ class StreamStore:
         self._digests: dict[str, str] = {}
         self._sizes: dict[str, int] = {}
         self._links: dict[str, str] = {}
-        with paused_gc():
-            self._read_all(stream, max_bytes, visitor, want)
+        self._expected = expected_bytes
+        self._order: list[str] = []  # the layers, in stream order
+        self._worker: ScanWorker | None = None
+        try:
+            with paused_gc():
+                self._read_all(stream, max_bytes, visitor, want)
+                if self._worker is not None:
+                    self._collect(self._worker.results())
+        except BaseException as exc:
+            if self._worker is None:
+                raise
+            # A layer the helper had whole came before whatever failed here: its error is the one.
+            earlier = None if isinstance(exc, KeyboardInterrupt) else self._worker.earlier_failure()
+            self._worker.stop()
+            if earlier is not None:
+                raise earlier from None
+            raise
+
+    def _relay_to(self) -> ScanWorker | None:
+        """The helper process to scan layers with, started at the first layer; None: scan here."""
+        wanted = worker_count(self._expected, 2) > 1 if self._expected is not None else _forced_workers() > 1
+        if self._worker is None and wanted:
+            from imgscope.sources.scanproc import ScanWorker
+
+            self._worker = ScanWorker()
+        return self._worker
+
+    def _collect(self, scans: dict[str, LayerScan]) -> None:
+        """Add the helper's scans, keeping stream order; a plain layer's digest is its DiffID."""
+        for name, scanned in scans.items():
+            if self._compute and name not in self._digests:
+                self._digests[name] = scanned.diff_id
+        self._scans = {name: self._scans.get(name) or scans[name] for name in self._order}
 
     def _read_all(
         self,
@@ -489,10 +549,19 @@ class StreamStore:
                         # a second SHA-256 of every byte here cost a daemon load a tenth of its time.
                         plain = sniff(head) == PLAIN
                         digest = hashlib.sha256(head)
-                        reader = _Tee(head, fh, digest.update if self._compute and not plain else _ignore)
+                        observe = digest.update if self._compute and not plain else _ignore
+                        label = f"{self.label}: {name}"
+                        self._order.append(name)
+                        worker = self._relay_to() if visitor is None else None
+                        if worker is not None:
+                            worker.scan(name, label, head, _Tee(b"", fh, observe), max_bytes, self._compute)
+                            if self._compute and not plain:
+                                self._digests[name] = "sha256:" + digest.hexdigest()
+                            continue
+                        reader = _Tee(head, fh, observe)
                         scanned = scan_layer(
                             reader,
-                            f"{self.label}: {name}",
+                            label,
                             max_bytes=max_bytes,
                             visitor=visitor,
                             diff_id=None if self._compute else UNKNOWN_DIFF_ID,
