@@ -348,11 +348,19 @@ def test_same_tag_on_two_images_in_a_docker_archive(tmp_path: Path) -> None:
     assert chosen.image.image_id == built_b.image_id
 
 
-def test_platform_with_missing_blobs_names_that_platform(tmp_path: Path) -> None:
-    """An index of two platforms whose manifests were not pulled: --platform names the one asked for."""
+@pytest.mark.parametrize(
+    ("wanted", "named", "other"),
+    [
+        ("linux/amd64", "cd", "arm64"),
+        # A variant left out of --platform matches any: the blob of linux/arm/v7 is the one meant.
+        ("linux/arm", "ef", "arm64"),
+    ],
+)
+def test_platform_with_missing_blobs_names_that_platform(tmp_path: Path, wanted: str, named: str, other: str) -> None:
+    """An index of platforms whose manifests were not pulled: --platform names the one asked for."""
     ib.write_oci_layout(tmp_path, ib.ImageSpec(steps=(ib.run("a", ib.file("a", "a")),)))
     index = json.loads((tmp_path / "index.json").read_text())
-    plats = [("arm64", "ab"), ("amd64", "cd")]
+    plats = [("arm64", "", "ab"), ("amd64", "", "cd"), ("arm", "v7", "ef")]
     child = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -361,9 +369,9 @@ def test_platform_with_missing_blobs_names_that_platform(tmp_path: Path) -> None
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": "sha256:" + hexa * 32,
                 "size": 100,
-                "platform": {"os": "linux", "architecture": arch},
+                "platform": {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})},
             }
-            for arch, hexa in plats
+            for arch, variant, hexa in plats
         ],
     }
     data = ib.jdump(child)
@@ -372,10 +380,10 @@ def test_platform_with_missing_blobs_names_that_platform(tmp_path: Path) -> None
         {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": ib.sha256(data), "size": len(data)}
     ]
     (tmp_path / "index.json").write_text(json.dumps(index))
-    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--platform", "linux/amd64"])
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--platform", wanted])
     assert result.exit_code == 2
-    assert "linux/amd64" in result.output and "sha256:" + "cd" * 32 in result.output
-    assert "arm64" not in result.output
+    assert wanted in result.output and "sha256:" + named * 32 in result.output
+    assert other not in result.output
 
 
 def test_artifacts_give_one_summary_warning(tmp_path: Path) -> None:

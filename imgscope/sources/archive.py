@@ -152,7 +152,7 @@ def _pick_platform(store: Store, entries: list[dict[str, Any]], platform: str) -
         index = load_json(store.read("index.json"), f"{store.label}: index.json")
         if isinstance(index, dict):
             _, notes = oci.walk_index(store, index)
-            gone = [n for n in notes if "missing" in n and "/".join(p for p in wanted if p) in n]
+            gone = [n for n in notes if n.missing and oci.platform_matches(n.platform, wanted)]
             if gone:
                 missing = f" ({gone[0]}: that platform was not pulled)"
     raise ImgscopeError(

@@ -123,10 +123,27 @@ def _is_attestation(desc: dict[str, Any]) -> bool:
     return isinstance(plat, dict) and plat.get("os") == "unknown" and plat.get("architecture") == "unknown"
 
 
-def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[list[Candidate], list[str]]:
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the index walk skipped, said in one line.
+
+    ``missing`` marks a blob the layout lacks, and ``platform`` is the
+    platform its descriptor named: callers match that platform against
+    ``--platform`` as platforms (``platform_matches``), never by the text.
+    """
+
+    text: str
+    missing: bool = False
+    platform: tuple[str, str, str] | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[list[Candidate], list[Note]]:
     """Every image manifest under ``index``, in order; plus notes on what was skipped."""
     out: list[Candidate] = []
-    notes: list[str] = []
+    notes: list[Note] = []
     visits = [0]
     artifacts = [0]
     walking: list[str] = []  # digests of the indexes on the way down, to catch cycles
@@ -141,7 +158,7 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
             raise ImgscopeError(f"{store.label}: the index reaches more than {MAX_DESCRIPTORS} descriptors")
         digest = desc.get("digest")
         if not isinstance(digest, str):
-            notes.append("a descriptor without a digest was skipped")
+            notes.append(Note("a descriptor without a digest was skipped"))
             return
         if digest in walking:
             raise ImgscopeError(f"{store.label}: index {digest} contains itself")
@@ -155,14 +172,15 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
             plat = _desc_platform(desc)
             where = f" ({'/'.join(p for p in plat if p)})" if plat else ""
             if media in INDEX_TYPES or media in MANIFEST_TYPES or media is None:
-                notes.append(f"blob {digest}{where} is missing from the layout")
+                notes.append(Note(f"blob {digest}{where} is missing from the layout", True, plat))
             else:
                 # Might have been an image behind a media type we do not know: name the blob.
-                notes.append(f"blob {digest}{where} (media type {media}) is missing from the layout")
+                text = f"blob {digest}{where} (media type {media}) is missing from the layout"
+                notes.append(Note(text, True, plat))
             return
         blob = load_json(store.read(name), f"{store.label}: {name}")
         if not isinstance(blob, dict):
-            notes.append(f"blob {digest} is not a JSON object; skipped")
+            notes.append(Note(f"blob {digest} is not a JSON object; skipped"))
             return
         if media not in INDEX_TYPES and media not in MANIFEST_TYPES:
             media = _media(blob)
@@ -194,7 +212,7 @@ def walk_index(store: Store, index: dict[str, Any], prefix: str = "") -> tuple[l
     if artifacts[0]:
         # One line for all of them: a signed image with SBOMs holds dozens.
         count = artifacts[0]
-        notes.append(f"{count} artifact{'s' if count > 1 else ''} (signatures, SBOMs...) skipped: not images")
+        notes.append(Note(f"{count} artifact{'s' if count > 1 else ''} (signatures, SBOMs...) skipped: not images"))
     return out, notes
 
 
@@ -274,15 +292,15 @@ def short_digest(digest: str) -> str:
     return digest[: len("sha256:") + 12]
 
 
-def missing_note(notes: list[str], wanted: tuple[str, str, str] | None) -> str | None:
+def missing_note(notes: list[Note], wanted: tuple[str, str, str] | None) -> Note | None:
     """The note of a missing blob: for the wanted platform when one names it, else the first."""
-    missing = [n for n in notes if "missing" in n]
+    missing = [n for n in notes if n.missing]
     if wanted is not None:
-        named = [n for n in missing if f"({fmt_platform(wanted)})" in n]
+        named = [n for n in missing if platform_matches(n.platform, wanted)]
         if named:
             return named[0]
         # Another platform's missing blob says nothing of the wanted one.
-        return next((n for n in missing if "(" not in n.split(" is missing")[0]), None)
+        return next((n for n in missing if n.platform is None), None)
     return missing[0] if missing else None
 
 
@@ -423,5 +441,5 @@ def plan_layout(store: Store, tag: str | None, platform: str | None) -> ImagePla
         tags=plan.tags,
         manifest_digest=plan.manifest_digest,
         config_digest=plan.config_digest,
-        warnings=tuple(n for n in notes if "missing" not in n),
+        warnings=tuple(n.text for n in notes if not n.missing),
     )
