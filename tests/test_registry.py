@@ -36,6 +36,7 @@ from imgscope.model import Image
 from imgscope.schemas import load_schema
 from imgscope.sources import registry
 from imgscope.sources.common import LoadOptions
+from imgscope.sources.scanproc import ScanWorker
 from tests import imagebuild as ib
 from tests.conftest import SAMPLES
 from tests.registryserver import PASSWORD, USER, Registry, missing_tools
@@ -179,7 +180,35 @@ def test_credentials_broken_auth_is_an_error_without_the_secret(
 # --------------------------------------------------------------------------- loading
 
 
-def test_same_image_as_the_archive_it_was_pushed_from(plain: Registry) -> None:
+@pytest.fixture(params=["1", "2"], ids=["in-process", "helpers"])
+def helpers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScanWorker]]:
+    """Blobs scanned in this process, or relayed to helper processes (``scanproc``); the helpers started."""
+    monkeypatch.setenv("IMGSCOPE_WORKERS", request.param)
+    started: list[ScanWorker] = []
+    original = ScanWorker.__init__
+
+    def spy(self: ScanWorker) -> None:
+        original(self)
+        started.append(self)
+
+    monkeypatch.setattr(ScanWorker, "__init__", spy)
+    yield started
+    assert all(w._proc.poll() is not None for w in started), "a helper outlived the load"
+    if request.param == "1":
+        assert not started
+
+
+def test_blobs_relayed_to_helpers_read_the_same(plain: Registry, helpers: list[ScanWorker]) -> None:
+    ref = f"registry://{plain.host}/demo/app:v2"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGSCOPE_WORKERS", "1")
+        here = _load(ref, use_cache=False)
+    fetched = _load(ref, use_cache=False)
+    assert fetched.scans == here.scans
+    assert bool(helpers) == (os.environ["IMGSCOPE_WORKERS"] == "2")
+
+
+def test_same_image_as_the_archive_it_was_pushed_from(plain: Registry, helpers: list[ScanWorker]) -> None:
     pushed = _load(str(SAMPLES / "demo-legacy.tar"))
     fetched = _load(f"registry://{plain.host}/demo/app:v2")
     _same_image(fetched, pushed)
@@ -555,7 +584,7 @@ def test_redirected_blobs_do_not_carry_the_token(proxy: Proxy) -> None:
     assert "Bearer t0k3n" not in (proxy.upstream.log.read_text())
 
 
-def test_tampered_blob_is_refused(proxy: Proxy) -> None:
+def test_tampered_blob_is_refused(proxy: Proxy, helpers: list[ScanWorker]) -> None:
     proxy.corrupt_blobs = True
     with pytest.raises(ImgscopeError, match=r"has digest sha256:[0-9a-f]{64}: corrupt or tampered"):
         _load(f"registry://{proxy.host}/demo/app:v2", use_cache=False)
@@ -786,7 +815,9 @@ def test_client_refuses_a_manifest_digest_it_cannot_check(digest: str) -> None:
         client.manifest(digest)
 
 
-def test_a_failing_small_layer_stops_the_big_download_at_once(proxy: Proxy, tmp_path: Path) -> None:
+def test_a_failing_small_layer_stops_the_big_download_at_once(
+    proxy: Proxy, tmp_path: Path, helpers: list[ScanWorker]
+) -> None:
     """Parallel downloads are taken as they end: the small layer's 404 does not wait for the big layer."""
     import random
 

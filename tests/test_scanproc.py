@@ -135,7 +135,7 @@ def test_a_helper_that_dies_is_an_internal_error_not_a_hang() -> None:
     worker._proc.wait()
     layer = plain_layer({"a": b"x" * 100})
     with pytest.raises(RuntimeError, match="scan helper process ended early"):
-        worker.scan("l", "layer", layer[:512], io.BytesIO(layer[512:]), None, True)
+        worker.scan("l", "layer", layer[:512], io.BytesIO(layer[512:]), None, None)
         worker.results()
 
 
@@ -177,12 +177,12 @@ def test_the_helper_ignores_ctrl_c_its_parent_handles() -> None:
     """The helper shares the terminal's process group: only the parent acts on SIGINT."""
     worker = scanproc.ScanWorker()
     layer = plain_layer({"a": b"x" * 100})
-    worker.scan("first", "first", b"", io.BytesIO(layer), None, True)
+    worker.scan("first", "first", b"", io.BytesIO(layer), None, None)
     deadline = time.monotonic() + 60
     while not worker._ready and time.monotonic() < deadline:  # a result: its loop runs, its handler is set
         time.sleep(0.01)
     worker._proc.send_signal(signal.SIGINT)
-    worker.scan("second", "second", b"", io.BytesIO(layer), None, True)
+    worker.scan("second", "second", b"", io.BytesIO(layer), None, None)
     scans = worker.results()
     assert list(scans) == ["first", "second"] and scans["first"] == scans["second"]
     assert worker._proc.returncode == 0

@@ -17,6 +17,8 @@ a config whose DiffID contradicts what a blob was seen to hold is reported.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -33,6 +35,7 @@ from imgscope.sources.store import MAX_METADATA, _Prefetch
 
 if TYPE_CHECKING:
     from imgscope.cache import ScanCache
+    from imgscope.sources.scanproc import ScanWorker
 
 PREFIX = "registry://"
 # Layers fetched and scanned at once (threads; each has its own connection).
@@ -189,24 +192,65 @@ class RegistryStore:
             return [results[i] for i in range(len(names))]
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
+        from imgscope.sources.store import worker_count
+
         # Layers are fetched and scanned side by side, largest first: the download, the decompression
         # (zlib releases the GIL) and the tar parsing of different layers overlap, as skopeo's parallel
         # downloads do.  Each is taken as it ends, so a small layer that fails stops the others at once.
+        # On several cores, helper processes decompress and scan (``scanproc``): the tar parsing, which
+        # holds the GIL, then no longer takes turns with the downloads and the other layers' parsing.
+        # They take work over from this process's threads rather than add to it, so the load average
+        # does not hold them back (measured at load 1.6-2.4 on 2 cores: 2.12 s with, 2.44 s without).
         order = sorted(range(len(names)), key=lambda i: -self._sizes.get(digests[i], 0))
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(names))) as pool:
-            futures = {pool.submit(self._fetch_and_scan, digests[i], max_bytes, None, ids[i]): i for i in order}
-            try:
-                for future in as_completed(futures):
-                    i = futures[future]
-                    results[i] = future.result()
-                    record(i, results[i])
-            except BaseException:
-                # Stop the other downloads now: the pool's exit waits for them (Ctrl-C, a bad blob).
-                self._abort.set()
-                for future in futures:
-                    future.cancel()
-                raise
+        total = sum(self._sizes.get(d, 0) for d in digests)
+        helpers = worker_count(total, len(names), mind_load=False)
+        pool = _Helpers(helpers) if helpers > 1 else None
+        fetch = self._fetch_and_scan if pool is None else functools.partial(self._relay_and_scan, pool)
+        try:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(names))) as threads:
+                futures = {threads.submit(fetch, digests[i], max_bytes, None, ids[i]): i for i in order}
+                try:
+                    for future in as_completed(futures):
+                        i = futures[future]
+                        results[i] = future.result()
+                        record(i, results[i])
+                except BaseException:
+                    # Stop the other downloads now: the pool's exit waits for them (Ctrl-C, a bad blob).
+                    self._abort.set()
+                    for future in futures:
+                        future.cancel()
+                    if pool is not None:
+                        pool.stop()
+                    raise
+        finally:
+            if pool is not None:
+                pool.close()
         return [results[i] for i in range(len(names))]
+
+    def _relay_and_scan(
+        self, pool: _Helpers, digest: str, max_bytes: int | None, visitor: ContentVisitor | None, diff_id: str | None
+    ) -> LayerScan:
+        """Fetch a blob and relay it, still compressed, to a helper process that decompresses and scans it."""
+        del visitor  # always None here: a visitor lives in this process (see scan_many)
+        label = f"{self.label}: blob {digest}"
+        worker = pool.take()
+        ok = False
+        try:
+            reader = self.client.open_blob(digest, self._sizes.get(digest))
+            reader.abort = self._abort
+            self.fetched.append(digest)
+            try:
+                worker.scan(digest, label, b"", reader, max_bytes, diff_id)
+                reader.finish()
+            finally:
+                reader.close()
+            scan = worker.wait(digest)
+            ok = True
+        finally:
+            # A helper stopped mid-layer (a failed download, a broken blob) is not handed out again.
+            pool.give_back(worker, ok)
+        self._verified.add(digest)
+        return scan
 
     def _fetch_and_scan(
         self, digest: str, max_bytes: int | None, visitor: ContentVisitor | None, diff_id: str | None
@@ -253,6 +297,54 @@ class RegistryStore:
                 reader.close()
             self._verified.add(digest)
         return digest
+
+
+class _Helpers:
+    """At most ``limit`` scan helper processes, each lent to one download thread for one blob at a time."""
+
+    def __init__(self, limit: int) -> None:
+        self._idle: queue.SimpleQueue[ScanWorker] = queue.SimpleQueue()
+        self._free = threading.Semaphore(limit)
+        self._lock = threading.Lock()
+        self._all: list[ScanWorker] = []
+        self._stopped = False
+
+    def take(self) -> ScanWorker:
+        """A helper for this thread's blob: an idle one, or a new one while fewer than ``limit`` run."""
+        from imgscope.sources.scanproc import ScanWorker
+
+        self._free.acquire()
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            worker = ScanWorker()
+            with self._lock:
+                self._all.append(worker)
+                if self._stopped:  # stopped while this one started: do not let it outlive the load
+                    worker.stop()
+            return worker
+
+    def give_back(self, worker: ScanWorker, ok: bool) -> None:
+        if ok:
+            self._idle.put(worker)
+        else:
+            worker.stop()
+        self._free.release()
+
+    def stop(self) -> None:
+        """After a failure or Ctrl-C: end every helper now."""
+        with self._lock:
+            self._stopped = True
+            workers = list(self._all)
+        for worker in workers:
+            worker.stop()
+
+    def close(self) -> None:
+        """At the end: every helper is idle or stopped; let them exit."""
+        with self._lock:
+            workers = list(self._all)
+        for worker in workers:
+            worker.close()
 
 
 def client_for(ref: RegistryRef, options: LoadOptions) -> RegistryClient:

@@ -13,7 +13,7 @@ on two cores instead of taking turns on one.
 Protocol (private to this module; both ends are this file):
 
 - to the helper, per layer: a header frame (4-byte big-endian length, then
-  ``marshal`` of ``(label, max_bytes, compute)``), then data frames (4-byte
+  ``marshal`` of ``(label, max_bytes, diff_id)``), then data frames (4-byte
   length and that many bytes), then an empty frame: the layer's end;
 - from the helper, per layer, in the same order: one byte of kind (``S`` a
   packed scan, ``E`` an :class:`ImgscopeError`'s message, ``X`` an unexpected
@@ -73,6 +73,7 @@ class ScanWorker:
         self._names: list[str] = []  # every layer sent, in order
         self._ready: deque[tuple[bytes, bytes]] = deque()  # (kind, payload) read back, not yet taken
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on each result and at the end
         self._ended = False  # the helper's output ended (it exited)
         self._scans: dict[str, LayerScan] = {}
         self._failure: tuple[int, ImgscopeError | RuntimeError] | None = None  # the first, by layer order
@@ -83,19 +84,23 @@ class ScanWorker:
 
     # ------------------------------------------------------------------ parent side
 
-    def scan(self, name: str, label: str, head: bytes, fh: ByteSource, max_bytes: int | None, compute: bool) -> int:
+    def scan(
+        self, name: str, label: str, head: bytes, fh: ByteSource, max_bytes: int | None, diff_id: str | None
+    ) -> int:
         """Relay one layer (``head``, then ``fh`` to its end) to the helper; the bytes relayed.
 
-        Returns once every byte is in the pipe, not when the scan is done:
-        :meth:`results` gives the scans.  A failure the helper already reported
-        for an earlier layer is raised here, so a broken layer stops the stream
-        about as soon as scanning it in this process would have.
+        ``diff_id`` is ``scan_layer``'s: None to compute the DiffID, else taken
+        as is.  Returns once every byte is in the pipe, not when the scan is
+        done: :meth:`wait` or :meth:`results` give the scans.  A failure the
+        helper already reported for an earlier layer is raised here, so a
+        broken layer stops the stream about as soon as scanning it in this
+        process would have.
         """
         self._raise_failure()
         index = len(self._names)
         self._names.append(name)
         self._relaying = index
-        header = marshal.dumps((label, max_bytes, compute))
+        header = marshal.dumps((label, max_bytes, diff_id))
         self._write(_LEN.pack(len(header)) + header)
         total = 0
         if head:
@@ -123,6 +128,28 @@ class ScanWorker:
         self._relaying = None
         self._take()
         return total
+
+    def wait(self, name: str) -> LayerScan:
+        """The scan of the layer relayed as ``name``, once the helper sent it (its failure is raised)."""
+        while True:
+            self._take()
+            scan = self._scans.get(name)
+            if scan is not None:
+                return scan
+            self._raise_failure()
+            if self._ended and not self._ready:
+                self.stop()
+                raise RuntimeError(f"the scan helper process ended early (exit code {self._proc.poll()})")
+            with self._arrived:
+                if not self._ready and not self._ended:
+                    self._arrived.wait(1.0)
+
+    def close(self) -> None:
+        """End an idle helper the polite way: no more layers (it exits when its input ends)."""
+        self._close_input()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=10)
+        self.stop()
 
     def results(self) -> dict[str, LayerScan]:
         """Wait for the scans of every layer relayed: by name; a failure is raised, the earliest layer's first."""
@@ -189,11 +216,14 @@ class ScanWorker:
                 payload = _read_exact(source, size)
                 if len(payload) < size:
                     break
-                with self._lock:
+                with self._arrived:
                     self._ready.append((kind, payload))
+                    self._arrived.notify_all()
         except (OSError, ValueError):
             pass
-        self._ended = True
+        with self._arrived:
+            self._ended = True
+            self._arrived.notify_all()
 
     def _take(self) -> None:
         """Turn the results read so far into scans (in this thread: unpacking builds many objects)."""
@@ -285,17 +315,16 @@ def serve(source: io.FileIO, out: BinaryIO) -> None:
     """The helper's loop: scan each layer it is sent, send back its scan or its error."""
     from imgscope.cache import pack
     from imgscope.scan import scan_layer
-    from imgscope.sources.store import UNKNOWN_DIFF_ID
 
     while True:
         head = _read_exact(source, _LEN.size)
         if len(head) < _LEN.size:
             return
         (size,) = _LEN.unpack(head)
-        label, max_bytes, compute = marshal.loads(_read_exact(source, size))
+        label, max_bytes, diff_id = marshal.loads(_read_exact(source, size))
         frames = _Frames(source)
         try:
-            scan = scan_layer(frames, label, max_bytes=max_bytes, diff_id=None if compute else UNKNOWN_DIFF_ID)
+            scan = scan_layer(frames, label, max_bytes=max_bytes, diff_id=diff_id)
             kind, payload = b"S", pack(scan)
         except ImgscopeError as exc:
             kind, payload = b"E", str(exc).encode("utf-8", "surrogateescape")

@@ -167,15 +167,20 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
     return [results[i] for i in range(len(jobs))]
 
 
-def worker_count(total: int, tasks: int) -> int:
+def worker_count(total: int, tasks: int, *, mind_load: bool = True) -> int:
     """How many processes should scan ``tasks`` layers of ``total`` bytes (1: this one alone).
 
-    ``IMGSCOPE_WORKERS`` forces the number, whatever the load and the size.
+    ``mind_load=False`` is for callers already busy on several threads (parallel
+    downloads), whose helpers take work over rather than add to it: then only
+    the cores and the size count.  ``IMGSCOPE_WORKERS`` forces the number,
+    whatever the load and the size.
     """
     forced = _forced_workers()
     if forced:
         return min(tasks, forced)
     cores, spare = _cores()
+    if not mind_load:
+        return min(tasks, cores) if total >= PARALLEL_MIN_BYTES else 1
     # On a busy machine a worker mostly competes with this process for the same core and
     # pays its start and the hand-back of its scans for nothing (measured on 2 cores with
     # one kept busy: the serial scan was 20-70% faster), so it takes far more bytes to pay.
@@ -554,7 +559,8 @@ class StreamStore:
                         self._order.append(name)
                         worker = self._relay_to() if visitor is None else None
                         if worker is not None:
-                            worker.scan(name, label, head, _Tee(b"", fh, observe), max_bytes, self._compute)
+                            diff_id = None if self._compute else UNKNOWN_DIFF_ID
+                            worker.scan(name, label, head, _Tee(b"", fh, observe), max_bytes, diff_id)
                             if self._compute and not plain:
                                 self._digests[name] = "sha256:" + digest.hexdigest()
                             continue
