@@ -8,7 +8,9 @@ archive read as a stream and the daemon's ``docker save`` stream.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import os
 import posixpath
 import tarfile
@@ -91,10 +93,70 @@ _Job = tuple[str, int, int, str, int | None, str | None]
 
 
 def _scan_window(job: _Job) -> LayerScan:
-    """Reopen the file (unbuffered: the scanner reads straight into its own buffer) and scan one window."""
+    """Reopen the file and scan one window, in place in a mapping of the file when it can be mapped.
+
+    Reading copies every byte from the page cache into the scanner's buffer
+    (a third of the CPU of scanning a large archive); a mapping lets the scan
+    hash and parse the cached pages themselves.  A file that cannot be
+    mapped, or is shorter than the window now, is read (unbuffered: straight
+    into the scanner's own buffer), which reports a cut window as such.
+    """
     path, offset, length, label, max_bytes, trusted = job
     with open(path, "rb", buffering=0) as fh:
-        return scan_layer(_Window(fh, offset, length), label, max_bytes=max_bytes, diff_id=trusted)
+        mapped = _MappedWindow.of(fh, offset, length)
+        try:
+            return scan_layer(_Window(fh, offset, length), label, max_bytes=max_bytes, diff_id=trusted, mapped=mapped)
+        finally:
+            if mapped is not None:
+                mapped.close()
+
+
+class _MappedWindow:
+    """A read-only mapping of a window of a file, for :func:`scan_layer` to scan in place.
+
+    Pages the scan is done with are let go of as it goes (``MADV_DONTNEED``:
+    they stay in the page cache, a later touch maps them again), else a
+    scanned layer would count in the process's resident memory, all 300 MB
+    of it.
+    """
+
+    def __init__(self, mm: mmap.mmap, skip: int) -> None:
+        self._mm = mm
+        self._skip = skip  # the window starts this far into the mapping (mappings start on a page)
+        self._released = 0
+        self.view = memoryview(mm)[skip:]
+
+    @classmethod
+    def of(cls, fh: BinaryIO, offset: int, length: int) -> _MappedWindow | None:
+        """The mapping of ``length`` bytes at ``offset`` of ``fh``, or None when it cannot be had safely.
+
+        The file is checked to hold the whole window first: touching a mapped
+        page past the end of the file kills the process (SIGBUS).  A file cut
+        while it is scanned still would: a risk taken for files on disk, which
+        imgscope reads once and does not write.
+        """
+        if length <= 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return None
+        try:
+            if os.fstat(fh.fileno()).st_size < offset + length:
+                return None
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mm = mmap.mmap(fh.fileno(), offset + length - start, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
+        except (OSError, ValueError, OverflowError):
+            return None
+        return cls(mm, offset - start)
+
+    def release(self, upto: int) -> None:
+        end = (self._skip + upto) & ~(mmap.PAGESIZE - 1)
+        if end > self._released:
+            self._mm.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+            self._released = end
+
+    def close(self) -> None:
+        """Unmap; after an error the traceback's frames may still view the mapping: it goes with them."""
+        with contextlib.suppress(BufferError):
+            self.view.release()
+            self._mm.close()
 
 
 def _scan_windows_packed(jobs: list[_Job]) -> list[bytes]:
