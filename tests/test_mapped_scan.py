@@ -159,16 +159,18 @@ def test_hostile_inputs_answer_the_same_mapped_or_read(
         _cli_both_ways(monkeypatch, ["inspect", *case.args, "--json", *extra])
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.iterdir() if p.name.endswith(".tar")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in SAMPLES.iterdir() if p.name.endswith(".tar") or (p / "oci-layout").exists())
+)
 def test_sample_images_answer_the_same_mapped_or_read(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for extra in (["--no-cache"], ["--no-cache", "--verify"]):
         _cli_both_ways(monkeypatch, ["inspect", str(SAMPLES / name), "--json", *extra])
 
 
 def test_external_images_answer_the_same_mapped_or_read(external: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tars = sorted(p for p in external.iterdir() if p.suffix == ".tar")
-    assert tars
-    for path in tars:
+    images = sorted(p for p in external.iterdir() if p.suffix == ".tar" or (p / "oci-layout").exists())
+    assert images
+    for path in images:
         _cli_both_ways(monkeypatch, ["inspect", str(path), "--json", "--no-cache", "--verify"])
 
 
