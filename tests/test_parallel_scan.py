@@ -2,8 +2,8 @@
 
 The oracle is the scan in one process (``IMGSCOPE_WORKERS=1``).  To make sure
 a worker process really takes layers (on demand, the parent could take them
-all first when they are small), the parent is slowed down in these tests:
-a nudge to the order of events, not a timing that is asserted.
+all first when they are small), the order of the first claims is fixed in
+these tests: the worker's two, then the parent's one.  Events, not timings.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,18 +36,29 @@ def _load(path: Path, workers: str, monkeypatch: pytest.MonkeyPatch) -> object:
     return load_path(path, str(path), None, LoadOptions(use_cache=False, verify=True))
 
 
-def _slow_parent(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
-    """Slow down this process's own scans (forked workers inherit the patch, not the pid) and log who scans what."""
+def _parent_claims_late(monkeypatch: pytest.MonkeyPatch, log: Path, taken: int) -> None:
+    """The workers take the ``taken`` largest layers, then this process one, then anyone; log who scans what.
+
+    Forked workers inherit the patches, not the pid.  The wait is on an event
+    (the shared counter), not a time: a slow worker start only delays it.
+    """
     parent = os.getpid()
-    real = store._scan_window
+    real_claim, real_scan = store._claim, store._scan_window
+
+    def claim(counter: Any, count: int) -> int | None:
+        # The workers take the first ``taken`` layers, this process the next, then anyone.
+        wait_for = min(taken, count) if os.getpid() == parent else (taken + 1 if counter.value >= taken else 0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and counter.value < min(wait_for, count):
+            time.sleep(0.01)
+        return real_claim(counter, count)
 
     def logged(job: store._Job) -> object:
-        if os.getpid() == parent:
-            time.sleep(0.3)
         with open(log, "a") as fh:
             fh.write(f"{os.getpid()} {job[3].rsplit(' ', 1)[-1]}\n")
-        return real(job)
+        return real_scan(job)
 
+    monkeypatch.setattr(store, "_claim", claim)
     monkeypatch.setattr(store, "_scan_window", logged)
 
 
@@ -56,7 +68,7 @@ def test_layers_taken_on_demand_land_in_their_places(tmp_path: Path, monkeypatch
     corpus.docker_archive(path, layers)
     serial = _load(path, "1", monkeypatch)
     log = tmp_path / "who"
-    _slow_parent(monkeypatch, log)
+    _parent_claims_late(monkeypatch, log, 2)
     parallel = _load(path, "2", monkeypatch)
     assert parallel == serial
     assert [s.diff_id for s in parallel.scans] == [corpus.sha256(layer) for layer in layers]  # type: ignore[attr-defined]
@@ -68,12 +80,12 @@ def test_layers_taken_on_demand_land_in_their_places(tmp_path: Path, monkeypatch
 def test_a_bad_layer_a_worker_took_fails_as_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "image.tar"
     layers = _layers()
-    layers[1] = layers[1][: len(layers[1]) // 2]  # the second largest, cut: taken while the parent sleeps
+    layers[1] = layers[1][: len(layers[1]) // 2]  # the second largest, cut: the first a worker takes
     names = corpus.docker_archive(path, layers)
     with pytest.raises(ImgscopeError) as serial:
         _load(path, "1", monkeypatch)
     log = tmp_path / "who"
-    _slow_parent(monkeypatch, log)
+    _parent_claims_late(monkeypatch, log, 2)  # the worker takes the two largest, one after the other
     monkeypatch.setattr(store, "PARALLEL_MIN_BYTES", 0)
     with pytest.raises(ImgscopeError) as parallel:
         _load(path, "2", monkeypatch)
@@ -103,3 +115,25 @@ def test_an_unreadable_load_falls_back_to_the_load_average(monkeypatch: pytest.M
     monkeypatch.setattr(store, "open", no_proc, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.4, 0.3))
     assert store._busy() == 0.5
+
+
+def test_scans_cross_back_from_a_worker_whole() -> None:
+    """``cache.unpack`` fills entries in without ``Entry.__init__``: every field must come back, of every kind."""
+    import dataclasses
+
+    from imgscope import cache
+    from imgscope.model import BLOCK, DIR, FILE, HARDLINK, SYMLINK, Entry, LayerScan
+
+    assert [f.name for f in dataclasses.fields(Entry)] == [s.__self__.__name__ for s in cache._SETTERS]  # type: ignore[attr-defined]
+    assert not hasattr(Entry, "__post_init__")
+    entries = (
+        Entry("/etc", DIR, 0o755, 0, 0, 0, 0, 1_700_000_000),
+        Entry("/etc/f", FILE, 0o4755, 1000, 1001, 5, 7, -1, "", "ab" * 8, (("user.a", "1"), ("user.b", "")), 0, 0),
+        Entry("/etc/l", SYMLINK, 0o777, 70000, 70000, 1, 0, 2**40, "f", ""),
+        Entry("/etc/h", HARDLINK, 0o644, 0, 0, 0, 0, 0, "/etc/f", "ab" * 8),
+        Entry("/dev/sda", BLOCK, 0o660, 0, 6, 0, 0, 0, "", "", (), 8, 1),
+    )
+    scan = LayerScan("sha256:" + "1" * 64, 10240, entries, ("/gone",), ("/opaque",), ("w",), True, entries[1:2], ())
+    back = cache.unpack(cache.pack(scan))
+    assert back == scan
+    assert [dataclasses.astuple(e) for e in back.entries] == [dataclasses.astuple(e) for e in entries]
