@@ -106,28 +106,68 @@ def _unpack(data: bytes) -> LayerScan:
     )
 
 
+# Each field's slot setter, in the order of pack's tuples: an Entry is filled in without its
+# __init__, whose frozen-dataclass object.__setattr__ per field cost as much as the rest of
+# unpacking (Entry has no __post_init__ and every field is set here).
+_SETTERS = tuple(
+    getattr(Entry, name).__set__
+    for name in (
+        "path",
+        "type",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "tar_size",
+        "mtime",
+        "link",
+        "digest",
+        "xattrs",
+        "devmajor",
+        "devminor",
+    )
+)
+
+
 def _entries(entries: list[tuple[Any, ...]], shared: dict[int, int]) -> tuple[Entry, ...]:
+    """Entries from pack's tuples, built without ``Entry.__init__`` (unpacking a worker's scans is on the
+    parent's critical path: 2.2 -> 1.4 us an entry).
+    """
     share = shared.setdefault
-    out = []
-    for fields in entries:
-        path, kind, mode, uid, gid, size, tar_size, mtime, link, digest, xattrs, major, minor = fields
-        out.append(
-            Entry(
-                path,
-                kind,
-                share(mode, mode),
-                share(uid, uid),
-                share(gid, gid),
-                size,
-                size if tar_size == size else tar_size,
-                share(mtime, mtime),
-                link,
-                digest,
-                tuple(xattrs) if xattrs else (),
-                major,
-                minor,
-            )
-        )
+    new = object.__new__
+    (
+        put_path,
+        put_type,
+        put_mode,
+        put_uid,
+        put_gid,
+        put_size,
+        put_tar,
+        put_mtime,
+        put_link,
+        put_digest,
+        put_xattrs,
+        put_major,
+        put_minor,
+    ) = _SETTERS
+    out: list[Entry] = []
+    append = out.append
+    for path, kind, mode, uid, gid, size, tar_size, mtime, link, digest, xattrs, major, minor in entries:
+        entry = new(Entry)
+        put_path(entry, path)
+        put_type(entry, kind)
+        put_mode(entry, share(mode, mode))
+        put_uid(entry, share(uid, uid))
+        put_gid(entry, share(gid, gid))
+        put_size(entry, size)
+        put_tar(entry, size if tar_size == size else tar_size)
+        put_mtime(entry, share(mtime, mtime))
+        put_link(entry, link)
+        put_digest(entry, digest)
+        put_xattrs(entry, tuple(xattrs) if xattrs else ())
+        put_major(entry, major)
+        put_minor(entry, minor)
+        append(entry)
     return tuple(out)
 
 

@@ -22,13 +22,14 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterator
+from typing import Protocol
 from zlib import adler32
 
 import xxhash
 
 from imgscope.errors import ImgscopeError
 from imgscope.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, LayerScan
-from imgscope.sources.compression import ByteSource, decode_errors, open_decompressed
+from imgscope.sources.compression import PLAIN, ByteSource, decode_errors, open_decompressed, sniff
 
 BLOCK_SIZE = 512
 CHUNK = 1 << 20
@@ -94,6 +95,17 @@ def paused_gc() -> Iterator[None]:
         gc.enable()
 
 
+class Mapped(Protocol):
+    """A layer's bytes in memory (a mapped file), which the scan tells when it is done with a part."""
+
+    @property
+    def view(self) -> memoryview: ...
+
+    def release(self, upto: int) -> None:
+        """The bytes before ``upto`` will not be looked at again (they may still be, harmlessly)."""
+        ...
+
+
 class _Stream:
     """Chunked reader over the decompressed layer that hashes everything it reads.
 
@@ -109,6 +121,7 @@ class _Stream:
         "_cur",
         "_done",
         "_jobs",
+        "_mapped",
         "_pending",
         "_readinto",
         "_thread",
@@ -123,7 +136,14 @@ class _Stream:
         "view",
     )
 
-    def __init__(self, raw: ByteSource, name: str, limit: int | None, trusted: str | None = None) -> None:
+    def __init__(
+        self,
+        raw: ByteSource | None,
+        name: str,
+        limit: int | None,
+        trusted: str | None = None,
+        mapped: Mapped | None = None,
+    ) -> None:
         self.raw = raw
         self.name = name
         self.limit = limit
@@ -131,9 +151,11 @@ class _Stream:
         self.trusted = trusted
         self.sha = hashlib.sha256()
         self.total = 0
-        self._bufs: list[memoryview] = [memoryview(bytearray(_CAPACITY))]
+        # The whole layer already in memory (a mapped file): chunks are views of it, no copy.
+        self._mapped = mapped
+        self._bufs: list[memoryview] = [] if mapped is not None else [memoryview(bytearray(_CAPACITY))]
         self._cur = 0
-        self.view = self._bufs[0]
+        self.view = mapped.view if mapped is not None else self._bufs[0]
         self.pos = 0
         self.end = 0
         self._readinto: Callable[[memoryview], int | None] | None = getattr(raw, "readinto", None)
@@ -177,6 +199,8 @@ class _Stream:
 
     def _fill(self) -> bool:
         """Read the next chunk behind the bytes not yet consumed; False at the end of the stream."""
+        if self._mapped is not None:
+            return self._extend()
         rest = self.end - self.pos
         other = 1 - self._cur
         if len(self._bufs) == 1:
@@ -188,6 +212,7 @@ class _Stream:
         if self._readinto is not None:
             n = self._readinto(dst[rest : rest + CHUNK]) or 0
         else:
+            assert self.raw is not None  # only a mapped layer has none, and it never gets here
             data = self.raw.read(CHUNK)
             n = len(data)
             dst[rest : rest + n] = data
@@ -203,6 +228,29 @@ class _Stream:
         self.view = dst
         self.pos = 0
         self.end = rest + n
+        return True
+
+    def _extend(self) -> bool:
+        """The next chunk of a mapped layer: the view grows by a chunk, nothing is copied.
+
+        Chunk by chunk, as reads would come, so that the byte limit stops the
+        scan at the same point and with the same error as when reading.  What
+        lies before the previous chunk is parsed and hashed: the mapping may
+        let go of it, so that a large layer does not stay resident.
+        """
+        assert self._mapped is not None
+        self._wait(1)  # the helper may still hash the previous chunk, not the ones before it
+        self._mapped.release(min(self.pos, self.end - CHUNK))
+        n = min(CHUNK, len(self.view) - self.end)
+        if n <= 0:
+            return False
+        self.total += n
+        if self.limit is not None and self.total > self.limit:
+            raise ImgscopeError(
+                f"{self.name}: layer expands past --max-layer-bytes ({self.limit} bytes); stopped reading it"
+            )
+        self._hash(self.view[self.end : self.end + n])
+        self.end += n
         return True
 
     def read(self, n: int) -> bytes:
@@ -295,6 +343,7 @@ class _Stream:
             self._thread.join()
             self._thread = None
         self.view = memoryview(b"")
+        self._mapped = None
         self._bufs.clear()
 
 
@@ -341,6 +390,30 @@ def _octal_fields(header: bytes) -> tuple[int, int, int, int, int] | None:
         except ValueError:
             return None
     return None
+
+
+def _plain_header(header: bytes) -> tuple[int, int, int, int, int] | None:
+    """:func:`_octal_fields` of a header whose checksum is right, checked in two C calls; None to go the careful way.
+
+    For the header of nearly every entry: ASCII only (so its byte sum is below
+    Adler-32's modulus, and signed and unsigned sums agree), a checksum field
+    of octal digits starting with ``0``, plain octal numeric fields.  Then one
+    ``adler32`` of the whole block gives its byte sum.  Anything else, a wrong
+    checksum included, returns None: :func:`_checksum_ok` and :func:`_octal_fields`
+    then decide, as they always did.
+    """
+    if not header.isascii() or header[148] != 48:  # 48: "0"
+        return None
+    fields = _octal_fields(header)
+    if fields is None:
+        return None
+    stored = header[148:156]
+    try:
+        expected = int(stored.rstrip(b" \x00"), 8)
+    except ValueError:
+        return None
+    # Sum of the header with its checksum field read as eight spaces (adler32's low half is 1 + the sum).
+    return fields if expected == (adler32(header) & 0xFFFF) - (adler32(stored) & 0xFFFF) + 8 * 32 else None
 
 
 def _text(field: bytes) -> str:
@@ -525,6 +598,7 @@ def scan_layer(
     max_bytes: int | None = None,
     visitor: ContentVisitor | None = None,
     diff_id: str | None = None,
+    mapped: Mapped | None = None,
 ) -> LayerScan:
     """Scan one layer blob (any compression) into a :class:`LayerScan`.
 
@@ -534,8 +608,17 @@ def scan_layer(
     ``diff_id``, when given, is taken as the layer's DiffID instead of computing
     the SHA-256 of its bytes: for callers that neither verify nor cache (a
     trusted DiffID must never key the cache).
+    ``mapped``, when given, holds the same bytes as ``raw`` in memory (a mapped
+    file): an uncompressed layer is then scanned in place, without copying
+    its bytes into the scanner's buffers; a compressed one is read from ``raw``.
     """
     try:
+        if mapped is not None and sniff(bytes(mapped.view[:BLOCK_SIZE])) == PLAIN:
+            s = _Stream(None, name, max_bytes, diff_id, mapped)
+            try:
+                return _scan_tar(s, visitor)
+            finally:
+                s.close()
         stream, _kind = open_decompressed(raw)
         s = _Stream(stream, name, max_bytes, diff_id)
         try:
@@ -611,12 +694,14 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
                 break
             pending = after  # a lone zero block: read on, as GNU tar does
             continue
-        if not _checksum_ok(header):
-            what = "is not a tar archive" if first else "has a corrupt tar header"
-            raise ImgscopeError(f"{s.name}: layer {what}")
+        nums = _plain_header(header)
+        if nums is None:
+            if not _checksum_ok(header):
+                what = "is not a tar archive" if first else "has a corrupt tar header"
+                raise ImgscopeError(f"{s.name}: layer {what}")
+            nums = _octal_fields(header)
         first = False
         typeflag = header[156:157]
-        nums = _octal_fields(header)
         if nums is not None:
             size = nums[3]
         else:

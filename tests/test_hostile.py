@@ -315,6 +315,8 @@ real = store.scan_layer
 def slow(*args, **kwargs):
     if (os.getpid() == MAIN) == slow_in_main:
         time.sleep(120)                # this side takes "forever": Ctrl-C comes first
+    elif os.getpid() == MAIN:
+        time.sleep(1)                  # layers are taken on demand: leave some to the worker
     return real(*args, **kwargs)
 store.scan_layer = slow
 sys.argv = ["imgscope", "inspect", sys.argv[1], "--no-cache"]

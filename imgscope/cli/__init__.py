@@ -137,9 +137,49 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point: Ctrl-C exits 130 without a traceback."""
+    """The command line: Ctrl-C exits 130 without a traceback."""
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("imgscope: interrupted\n")
         sys.exit(130)
+
+
+def run() -> None:
+    """Console-script entry point: :func:`main`, then an exit that skips tearing the interpreter down.
+
+    A finished command has nothing left to clean up, yet the interpreter's
+    own exit frees every module and object one by one: 20-30 ms after an
+    ``inspect`` of a large image, 15 ms after ``--help``, paid on every run.
+    Here the output is flushed and the exit handlers run (the same ones), then
+    the process ends.  With a non-daemon thread still running (none of
+    imgscope's), the ordinary exit waits for it instead.  Code that calls
+    :func:`main` in-process (tests) keeps the ordinary ``SystemExit``.
+    """
+    import atexit
+    import os
+    import threading
+
+    try:
+        main()
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if run_exit_handlers is None or others:
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as the interpreter does
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # what the interpreter's exit makes of an output it cannot flush
+            status = status or 120
+    os._exit(status)

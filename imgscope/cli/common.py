@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from imgscope.background import Forked
 from imgscope.errors import ImgscopeError
 from imgscope.render.encoded import EncodedList
 
@@ -156,7 +157,9 @@ class _JsonOut:
 
 
 # What is not written on one line: containers, and the generators of a lazy report.
-_CONTAINERS = frozenset((dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList))
+_CONTAINERS = frozenset(
+    (dict, list, tuple, types.GeneratorType, type(iter([])), type(iter(())), map, EncodedList, Forked)
+)
 
 
 def _encoder() -> Callable[[Any], str]:
@@ -225,6 +228,8 @@ def _write_json(value: Any, out: _JsonOut, pad: str, encode: Callable[[Any], str
             out.write(sep + between.join(batch))
             sep = between
         out.write("[]" if sep.startswith("[") else f"\n{pad}]")
+    elif kind is Forked:  # a section computed beside the writing (imgscope.background): here it is needed
+        _write_json(value.result(), out, pad, encode)
     elif isinstance(value, Iterator):  # a lazily made list (inspect_report(lazy=True)): one item at a time
         inner = pad + "  "
         sep = "[\n" + inner

@@ -69,6 +69,9 @@ def inspect(
         # only walk them again and again (10-20% of the analysis and the JSON).
         with paused_gc():
             stacked = stacking.build(img)
+            if json_ and html is None:
+                _print_report(stacked, top, layer)
+                return
             extra = _extra_sections(stacked)
             if html is not None:
                 from imgscope.render.html import inspect_page
@@ -77,12 +80,35 @@ def inspect(
             if json_:
                 from imgscope.render.json_report import inspect_report
 
-                report = inspect_report(stacked, top=top, extra=extra, lazy=True)
-                if layer is not None:
-                    report["selected_layer"] = layer
-                print_json(report)
+                print_json(_with_layer(inspect_report(stacked, top=top, extra=extra, lazy=True), layer))
                 return
             _print_console(stacked, layer, tree, depth, sort, filter_, top, no_color, iec, extra)
+
+
+def _print_report(stacked: Any, top: int, layer: int | None) -> None:
+    """The JSON report; its waste section (written last) is computed beside the writing of the rest."""
+    from imgscope.background import Forked
+    from imgscope.render.json_report import inspect_report
+
+    try:
+        from imgscope.analysis import waste  # noqa: F401  (imported before the fork, not by the child)
+    except ImportError:
+        print_json(_with_layer(inspect_report(stacked, top=top, lazy=True), layer))
+        return
+    with Forked(_waste_section, stacked, work=len(stacked.final)) as section:
+        print_json(_with_layer(inspect_report(stacked, top=top, extra={"waste": section}, lazy=True), layer))
+
+
+def _with_layer(report: dict[str, Any], layer: int | None) -> dict[str, Any]:
+    if layer is not None:
+        report["selected_layer"] = layer
+    return report
+
+
+def _waste_section(stacked: Any) -> dict[str, Any]:
+    from imgscope.analysis import waste
+
+    return waste.to_dict(waste.analyse(stacked))
 
 
 def _extra_sections(stacked: Any) -> dict[str, Any]:

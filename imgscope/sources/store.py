@@ -8,7 +8,9 @@ archive read as a stream and the daemon's ``docker save`` stream.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import os
 import posixpath
 import tarfile
@@ -93,17 +95,110 @@ _Job = tuple[str, int, int, str, int | None, str | None]
 
 
 def _scan_window(job: _Job) -> LayerScan:
-    """Reopen the file (unbuffered: the scanner reads straight into its own buffer) and scan one window."""
+    """Reopen the file and scan one window, in place in a mapping of the file when it can be mapped.
+
+    Reading copies every byte from the page cache into the scanner's buffer
+    (a third of the CPU of scanning a large archive); a mapping lets the scan
+    hash and parse the cached pages themselves.  A file that cannot be
+    mapped, or is shorter than the window now, is read (unbuffered: straight
+    into the scanner's own buffer), which reports a cut window as such.
+    """
     path, offset, length, label, max_bytes, trusted = job
     with open(path, "rb", buffering=0) as fh:
-        return scan_layer(_Window(fh, offset, length), label, max_bytes=max_bytes, diff_id=trusted)
+        mapped = _MappedWindow.of(fh, offset, length)
+        try:
+            return scan_layer(_Window(fh, offset, length), label, max_bytes=max_bytes, diff_id=trusted, mapped=mapped)
+        finally:
+            if mapped is not None:
+                mapped.close()
 
 
-def _scan_windows_packed(jobs: list[_Job]) -> list[bytes]:
-    """Worker process: scan several windows and send them back as marshal data (see ``cache.pack``)."""
+class _MappedWindow:
+    """A read-only mapping of a window of a file, for :func:`scan_layer` to scan in place.
+
+    Pages the scan is done with are let go of as it goes (``MADV_DONTNEED``:
+    they stay in the page cache, a later touch maps them again), else a
+    scanned layer would count in the process's resident memory, all 300 MB
+    of it.
+    """
+
+    def __init__(self, mm: mmap.mmap, skip: int) -> None:
+        self._mm = mm
+        self._skip = skip  # the window starts this far into the mapping (mappings start on a page)
+        self._released = 0
+        self.view = memoryview(mm)[skip:]
+
+    @classmethod
+    def of(cls, fh: BinaryIO, offset: int, length: int) -> _MappedWindow | None:
+        """The mapping of ``length`` bytes at ``offset`` of ``fh``, or None when it cannot be had safely.
+
+        The file is checked to hold the whole window first: touching a mapped
+        page past the end of the file kills the process (SIGBUS).  A file cut
+        while it is scanned still would: a risk taken for files on disk, which
+        imgscope reads once and does not write.
+        """
+        if length <= 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return None
+        try:
+            if os.fstat(fh.fileno()).st_size < offset + length:
+                return None
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mm = mmap.mmap(fh.fileno(), offset + length - start, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
+        except (OSError, ValueError, OverflowError):
+            return None
+        return cls(mm, offset - start)
+
+    def release(self, upto: int) -> None:
+        end = (self._skip + upto) & ~(mmap.PAGESIZE - 1)
+        if end > self._released:
+            self._mm.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+            self._released = end
+
+    def close(self) -> None:
+        """Unmap; after an error the traceback's frames may still view the mapping: it goes with them."""
+        with contextlib.suppress(BufferError):
+            self.view.release()
+            self._mm.close()
+
+
+# What a worker process scans: set by its initializer (:func:`_start_worker`), inherited by forked ones.
+_worker_jobs: list[_Job] = []
+_worker_next: Any = None
+
+
+def _start_worker(jobs: list[_Job], counter: Any) -> None:
+    """Worker start: take the job list and the shared counter; leave Ctrl-C to the parent.
+
+    Ctrl-C reaches the whole process group, but only the parent handles it:
+    without this every worker prints its own KeyboardInterrupt traceback; the
+    parent stops them itself (:func:`_stop_workers`).
+    """
+    import signal
+
+    global _worker_jobs, _worker_next
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_jobs, _worker_next = jobs, counter
+
+
+def _claim(counter: Any, count: int) -> int | None:
+    """The next job nobody has taken yet, in the shared order, or None when all are taken."""
+    with counter.get_lock():
+        i = int(counter.value)
+        if i >= count:
+            return None
+        counter.value = i + 1
+    return i
+
+
+def _scan_claimed() -> tuple[int, bytes] | None:
+    """Worker process: scan the next job not yet taken, sent back as marshal data (see ``cache.pack``)."""
     from imgscope.cache import pack
 
-    return [pack(_scan_window(job)) for job in jobs]
+    i = _claim(_worker_next, len(_worker_jobs))
+    if i is None:
+        return None
+    with paused_gc():
+        return i, pack(_scan_window(_worker_jobs[i]))
 
 
 def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
@@ -124,11 +219,15 @@ def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
 def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> list[LayerScan]:
     """Scan windows of files, in worker processes when there is enough to gain.
 
-    The layers are split into one share per core, largest first onto the
-    least loaded share (time follows bytes); this process scans the first
-    share itself instead of idling, so N cores cost N - 1 extra processes.
-    Workers return packed scans (``cache.pack``), which cross the process
-    boundary several times faster than pickled dataclasses.
+    This process and N - 1 workers (N cores) take the layers one at a time,
+    largest first, from one shared counter: whoever is free takes the next.
+    Time follows entries as much as bytes, and entries are not known before
+    the scan, so a split made in advance left one side idle for a tenth of a
+    second on the benchmark image; taken on demand, the sides end within a
+    small layer of each other.  This process scans instead of idling, and
+    unpacks the workers' scans between its own layers.  Workers return packed
+    scans (``cache.pack``), which cross the process boundary several times
+    faster than pickled dataclasses.
     """
     workers = worker_count(sum(job[2] for job in jobs), len(jobs))
     if workers <= 1:
@@ -138,30 +237,41 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
             if on_scan:
                 on_scan(job[2])
         return out
-    from concurrent.futures import ProcessPoolExecutor  # here: it imports multiprocessing
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     from imgscope.cache import unpack
 
-    shares: list[list[int]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i][2]):
-        k = loads.index(min(loads))
-        shares[k].append(i)
-        loads[k] += jobs[i][2]
+    where = sorted(range(len(jobs)), key=lambda i: -jobs[i][2])  # largest first: the last taken are small
+    order = [jobs[i] for i in where]
+    counter = multiprocessing.get_context().Value("i", 0)
     results: dict[int, LayerScan] = {}
-    with ProcessPoolExecutor(max_workers=workers - 1, initializer=_ignore_interrupts) as pool:
-        try:
-            futures = [(share, pool.submit(_scan_windows_packed, [jobs[i] for i in share])) for share in shares[1:]]
-            for i in shares[0]:
-                results[i] = _scan_window(jobs[i])
+
+    def collect(done: Iterable[Future[tuple[int, bytes] | None]]) -> None:
+        for future in done:
+            got = future.result()
+            if got is not None:
+                results[where[got[0]]] = unpack(got[1])
                 if on_scan:
-                    on_scan(jobs[i][2])
-            for share, future in futures:
-                for i, data in zip(share, future.result(), strict=True):
-                    results[i] = unpack(data)
-                    if on_scan:
-                        on_scan(jobs[i][2])
+                    on_scan(order[got[0]][2])
+
+    with ProcessPoolExecutor(max_workers=workers - 1, initializer=_start_worker, initargs=(order, counter)) as pool:
+        try:
+            # One task per layer at most: each takes the next layer left, or returns None at once.
+            pending = {pool.submit(_scan_claimed) for _ in range(len(jobs))}
+            while (i := _claim(counter, len(order))) is not None:
+                results[where[i]] = _scan_window(order[i])
+                if on_scan:
+                    on_scan(order[i][2])
+                finished = {f for f in pending if f.done()}
+                pending -= finished
+                collect(finished)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(finished)
         except BaseException:
+            with counter.get_lock():
+                counter.value = len(order)  # nothing more to take, for anyone
             _stop_workers(pool)
             raise
     return [results[i] for i in range(len(jobs))]
@@ -197,27 +307,42 @@ def _forced_workers() -> int:
 
 
 def _cores() -> tuple[int, float]:
-    """Cores this process may run on, and how many of them other processes leave idle (load average)."""
+    """Cores this process may run on, and how many of them other processes leave idle.
+
+    How busy the machine is: the smaller of the 1-minute load average and the
+    number of other tasks runnable right now.  The load average alone lags:
+    right after a run of imgscope (or of a benchmark's other command) it still
+    says a core is busy when both are idle, and sent every run of a benchmark
+    series to one process.  A snapshot alone sometimes catches a passing kernel
+    thread (one read in twelve on an idle 2-core machine).  A steady load shows
+    in both.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
+    return cores, max(0.0, cores - _busy())
+
+
+def _busy() -> float:
+    """Cores' worth of other work: min(load average, other tasks runnable now), from ``/proc/loadavg``."""
     try:
-        busy = os.getloadavg()[0]
+        with open("/proc/loadavg", "rb") as fh:
+            return _busy_of(fh.read())
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
     except OSError:  # pragma: no cover - no load average on this platform
-        busy = 0.0
-    return cores, max(0.0, cores - busy)
+        return 0.0
 
 
-def _ignore_interrupts() -> None:
-    """Worker start: Ctrl-C reaches the whole process group, but only the parent handles it.
-
-    Without this every worker prints its own KeyboardInterrupt traceback; the
-    parent stops them itself (:func:`_stop_workers`).
-    """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _busy_of(loadavg: bytes) -> float:
+    """``/proc/loadavg`` (``"1.42 1.30 1.10 3/113 4242"``) read as :func:`_busy` reads it."""
+    fields = loadavg.split()
+    average = float(fields[0])
+    running = int(fields[3].split(b"/")[0])  # runnable tasks, the reader included
+    return min(average, float(max(0, running - 1)))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
