@@ -517,3 +517,31 @@ def test_podman_cli_without_socket(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot reach the podman daemon at unix://" in result.stderr
     assert "podman system service" in result.stderr
+
+
+@pytest.mark.daemon
+def test_save_stream_scanned_by_a_helper_reads_the_same(
+    docker_client: Any, daemon_images: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save stream's layers relayed to a helper process (``scanproc``): same scans, and no helper left."""
+    from imgscope.sources.scanproc import ScanWorker
+
+    started: list[ScanWorker] = []
+    original = ScanWorker.__init__
+
+    def spy(self: ScanWorker) -> None:
+        original(self)
+        started.append(self)
+
+    monkeypatch.setattr(ScanWorker, "__init__", spy)
+    monkeypatch.setenv("IMGSCOPE_WORKERS", "1")
+    here = daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
+    assert not started
+    monkeypatch.setenv("IMGSCOPE_WORKERS", "2")
+    helped = daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
+    assert len(started) == 1 and started[0]._proc.poll() is not None
+    assert helped.scans == here.scans
+    # With a content visitor the layers are scanned here, with no helper: the visitor lives in this process.
+    seen: list[str] = []
+    daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False, visitor=lambda p, s: seen.append(p)))
+    assert seen and len(started) == 1

@@ -589,17 +589,18 @@ class StreamStore:
         want: Callable[[str], bool] | None = None,
         diff_ids: bool = True,
         expected_bytes: int | None = None,
+        worker: ScanWorker | None = None,
     ) -> None:
         """Read the whole stream.
 
         ``expected_bytes``, when given, lets layers be scanned by a helper
         process (``scanproc``) while this one reads the stream, if an image of
-        that size gains from it (``worker_count``).  Only a caller whose own
-        reading is costly should give it: decompressing an archive, yes; the
-        daemon's save stream, no (measured on 2 cores: the engine keeps one
-        busy while it sends, and a third process only slowed the stream).
-        ``IMGSCOPE_WORKERS`` above 1 forces the helper, for any stream.  With a
-        ``visitor`` every layer is scanned here: the visitor lives in this process.
+        that size gains from it (``worker_count``): the helper starts at the
+        first layer.  A ``worker`` the caller started already (the daemon, before
+        its request: the engine's seconds of preparing a save hide the start)
+        is used instead, and stopped at the end.  ``IMGSCOPE_WORKERS`` above 1
+        forces a helper, for any stream.  With a ``visitor`` every layer is
+        scanned here: the visitor lives in this process.
         """
         self.label = label
         # False: no SHA-256 of the layers (the costliest part of a scan); their scans then carry
@@ -613,7 +614,9 @@ class StreamStore:
         self._links: dict[str, str] = {}
         self._expected = expected_bytes
         self._order: list[str] = []  # the layers, in stream order
-        self._worker: ScanWorker | None = None
+        self._worker: ScanWorker | None = worker if visitor is None else None
+        if worker is not None and self._worker is None:
+            worker.stop()
         try:
             with paused_gc():
                 self._read_all(stream, max_bytes, visitor, want)
