@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from imgscope.sources.scanproc import ScanWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
@@ -73,3 +77,19 @@ def daemon_images(docker_client: object) -> Iterator[dict[str, str]]:
     images, built = ensure_images(docker_client)
     yield images
     remove_images(docker_client, built)
+
+
+@pytest.fixture
+def started_helpers(monkeypatch: pytest.MonkeyPatch) -> list[ScanWorker]:
+    """Every scan helper process (``scanproc.ScanWorker``) started during the test, in order."""
+    from imgscope.sources.scanproc import ScanWorker
+
+    started: list[ScanWorker] = []
+    original = ScanWorker.__init__
+
+    def spy(self: ScanWorker) -> None:
+        original(self)
+        started.append(self)
+
+    monkeypatch.setattr(ScanWorker, "__init__", spy)
+    return started

@@ -521,19 +521,10 @@ def test_podman_cli_without_socket(tmp_path: Path) -> None:
 
 @pytest.mark.daemon
 def test_save_stream_scanned_by_a_helper_reads_the_same(
-    docker_client: Any, daemon_images: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    docker_client: Any, daemon_images: dict[str, str], monkeypatch: pytest.MonkeyPatch, started_helpers: list[Any]
 ) -> None:
     """The save stream's layers relayed to a helper process (``scanproc``): same scans, and no helper left."""
-    from imgscope.sources.scanproc import ScanWorker
-
-    started: list[ScanWorker] = []
-    original = ScanWorker.__init__
-
-    def spy(self: ScanWorker) -> None:
-        original(self)
-        started.append(self)
-
-    monkeypatch.setattr(ScanWorker, "__init__", spy)
+    started = started_helpers
     monkeypatch.setenv("IMGSCOPE_WORKERS", "1")
     here = daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
     assert not started

@@ -181,17 +181,12 @@ def test_credentials_broken_auth_is_an_error_without_the_secret(
 
 
 @pytest.fixture(params=["1", "2"], ids=["in-process", "helpers"])
-def helpers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScanWorker]]:
+def helpers(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, started_helpers: list[ScanWorker]
+) -> Iterator[list[ScanWorker]]:
     """Blobs scanned in this process, or relayed to helper processes (``scanproc``); the helpers started."""
     monkeypatch.setenv("IMGSCOPE_WORKERS", request.param)
-    started: list[ScanWorker] = []
-    original = ScanWorker.__init__
-
-    def spy(self: ScanWorker) -> None:
-        original(self)
-        started.append(self)
-
-    monkeypatch.setattr(ScanWorker, "__init__", spy)
+    started = started_helpers
     yield started
     assert all(w._proc.poll() is not None for w in started), "a helper outlived the load"
     if request.param == "1":

@@ -39,26 +39,15 @@ def _load(ref: str, workers: int, monkeypatch: pytest.MonkeyPatch) -> Image | st
             return str(exc)
 
 
-def _spawned(monkeypatch: pytest.MonkeyPatch) -> list[scanproc.ScanWorker]:
-    """Record every helper process started."""
-    started: list[scanproc.ScanWorker] = []
-    original = scanproc.ScanWorker.__init__
-
-    def spy(self: scanproc.ScanWorker) -> None:
-        original(self)
-        started.append(self)
-
-    monkeypatch.setattr(scanproc.ScanWorker, "__init__", spy)
-    return started
-
-
 def _gzipped(path: Path, out: Path) -> Path:
     out.write_bytes(gzip.compress(path.read_bytes(), 1))
     return out
 
 
-def test_the_demo_reads_the_same_through_the_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started = _spawned(monkeypatch)
+def test_the_demo_reads_the_same_through_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started_helpers: list[scanproc.ScanWorker]
+) -> None:
+    started = started_helpers
     archive = _gzipped(DEMO, tmp_path / "demo.tar.gz")
     here = _load(str(archive), 1, monkeypatch)
     assert not started
@@ -119,8 +108,10 @@ def test_a_broken_layer_before_a_cut_is_the_error(tmp_path: Path, monkeypatch: p
     assert helped == here
 
 
-def test_a_failure_stops_the_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started = _spawned(monkeypatch)
+def test_a_failure_stops_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started_helpers: list[scanproc.ScanWorker]
+) -> None:
+    started = started_helpers
     layers = good_layers()
     path = tmp_path / "image.tar"
     docker_archive(path, [b"\x00" * 100 + b"not a tar" * 100, layers[1]])
@@ -139,9 +130,11 @@ def test_a_helper_that_dies_is_an_internal_error_not_a_hang() -> None:
         worker.results()
 
 
-def test_interrupted_reading_stops_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_reading_stops_the_helper(
+    monkeypatch: pytest.MonkeyPatch, started_helpers: list[scanproc.ScanWorker]
+) -> None:
     """Ctrl-C while the stream is read: the helper is gone when the interrupt reaches the caller."""
-    started = _spawned(monkeypatch)
+    started = started_helpers
     monkeypatch.setenv("IMGSCOPE_WORKERS", "2")
     layer = plain_layer({f"f{i}": os.urandom(1000) for i in range(2000)})  # 3 MiB: the helper is busy
     buf = io.BytesIO()
