@@ -26,7 +26,8 @@ from imgscope.model import Entry, LayerScan
 # 2: stop at the end-of-archive marker, GNU headers and dumpdirs (issue 15).
 # 3: layers read as Docker applies them, shadowed copies and climbing names kept (issue 19).
 # 4: deep entries cut after a repeated name; climbing whiteouts recorded by their target.
-SCANNER_VERSION = 4
+# 5: a climbing whiteout's warning says Docker applies it (cached scans carry their warnings).
+SCANNER_VERSION = 5
 
 
 def cache_dir() -> Path:

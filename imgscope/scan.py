@@ -771,7 +771,10 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if climbing:
             # Docker clamps the name at the root and ships the file there (see normalize).
             # Recorded for audit once the entry is known to ship (or, for a whiteout, what it deletes).
-            warn(f"entry {raw_name[:200]!r} climbs above the root; Docker puts it at {path!r}")
+            # A whiteout ships no file: Docker deletes what it names, at the clamped place.
+            deletes = path.startswith(WHITEOUT, path.rfind("/") + 1)
+            where = f"applies the whiteout at {path!r}" if deletes else f"puts it at {path!r}"
+            warn(f"entry {raw_name[:200]!r} climbs above the root; Docker {where}")
         if kind is None:
             warn(f"{path}: unknown tar type {typeflag!r} read as a regular file")
             kind = FILE

@@ -127,6 +127,9 @@ def test_climbing_whiteout_records_its_target_and_root_is_not_recorded() -> None
     assert [e.path for e in result.entries] == ["/x"]
     assert result.whiteouts == ("/etc",)
     assert result.climbed == ("/etc", "/x")
+    # The warning says what Docker does with each: a whiteout is applied, a file is put.
+    assert "entry '../.wh.etc' climbs above the root; Docker applies the whiteout at '/.wh.etc'" in result.warnings
+    assert "entry '../x' climbs above the root; Docker puts it at '/x'" in result.warnings
 
 
 def test_normalize() -> None:
