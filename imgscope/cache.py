@@ -26,7 +26,8 @@ from imgscope.model import Entry, LayerScan
 # 2: stop at the end-of-archive marker, GNU headers and dumpdirs (issue 15).
 # 3: layers read as Docker applies them, shadowed copies and climbing names kept (issue 19).
 # 4: deep entries cut after a repeated name; climbing whiteouts recorded by their target.
-# 5: a climbing whiteout's warning says Docker applies it (cached scans carry their warnings).
+# 5: a climbing whiteout's warning says Docker applies it (cached scans carry their warnings);
+#    LayerScan.undone: whiteouts a later entry of their layer wrote over (Docker ignores them).
 SCANNER_VERSION = 5
 
 
@@ -58,6 +59,7 @@ def pack(scan: LayerScan) -> bytes:
         scan.estargz,
         shadowed,
         scan.climbed,
+        scan.undone,
     )
     return marshal.dumps(record)
 
@@ -92,7 +94,7 @@ def unpack(data: bytes) -> LayerScan:
 
 
 def _unpack(data: bytes) -> LayerScan:
-    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz, shadowed, climbed = marshal.loads(data)
+    diff_id, tar_bytes, entries, whiteouts, opaques, warnings, estargz, shadowed, climbed, undone = marshal.loads(data)
     shared: dict[int, int] = {}
     return LayerScan(
         diff_id=diff_id,
@@ -104,6 +106,7 @@ def _unpack(data: bytes) -> LayerScan:
         estargz=bool(estargz),
         shadowed=_entries(shadowed, shared),
         climbed=tuple(climbed),
+        undone=tuple(undone),
     )
 
 

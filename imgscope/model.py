@@ -68,6 +68,10 @@ class LayerScan:
     the container, yet their bytes ship in the blob, so audit reads them.
     ``climbed`` are paths whose tar name climbed above the root with ``..``
     (Docker clamps them there: the entry ships at that path).
+    ``undone`` are whiteouts of ``whiteouts`` that a later entry of the same
+    layer wrote over (at their path, or a non-directory over a parent): Docker
+    removes the whiteout device first, so they delete nothing; dive, which
+    reads the markers themselves, still applies them.
     """
 
     diff_id: str
@@ -79,6 +83,7 @@ class LayerScan:
     estargz: bool = False
     shadowed: tuple[Entry, ...] = ()
     climbed: tuple[str, ...] = ()
+    undone: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:

@@ -510,6 +510,56 @@ def _drop_replaced(entries: dict[str, Entry], shadowed: list[Entry]) -> None:
             up = up[: up.rfind("/")] or "/"
 
 
+class _Whiteouts:
+    """The paths a layer whites out that no later entry of the layer undid (yet).
+
+    overlay2 applies a layer into its own directory: a whiteout is a 0/0
+    device at its path, and a later entry at that path (or a non-directory
+    over one of its parents) ``RemoveAll``s it first, so it whites out
+    nothing.  ``below`` indexes the paths by each parent, so a write only
+    looks at the whiteouts under it (a crafted layer may hold 100,000).
+    """
+
+    __slots__ = ("_below", "_paths")
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._below: dict[str, set[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._paths)
+
+    def add(self, path: str) -> None:
+        self._paths.add(path)
+        up = path
+        while up != "/":
+            up = up[: up.rfind("/")] or "/"
+            self._below.setdefault(up, set()).add(path)
+
+    def written(self, path: str, replaces: bool) -> None:
+        """An entry is written at ``path``; ``replaces``: what stood there goes, with all below it."""
+        if path in self._paths:
+            self._drop(path)
+        if replaces:
+            for below in list(self._below.get(path, ())):
+                self._drop(below)
+
+    def _drop(self, path: str) -> None:
+        self._paths.discard(path)
+        up = path
+        while up != "/":
+            up = up[: up.rfind("/")] or "/"
+            under = self._below.get(up)
+            if under is not None:
+                under.discard(path)
+                if not under:
+                    del self._below[up]
+
+    def undone(self, recorded: list[str]) -> tuple[str, ...]:
+        """Of the whiteouts recorded, in order, those no longer live."""
+        return tuple(dict.fromkeys(p for p in recorded if p not in self._paths))
+
+
 def _check_pax(fields: dict[str, str], layer: str, name: str) -> None:
     """Refuse PAX numbers Go's archive/tar refuses (its mergePAX): Docker fails to load such a layer.
 
@@ -642,6 +692,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     """
     entries: dict[str, Entry] = {}
     whiteouts: list[str] = []
+    live = _Whiteouts()  # those no later entry undid yet
     opaques: list[str] = []
     warnings: list[str] = []
     dropped = 0
@@ -792,6 +843,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
             else:
                 target = posixpath.join(parent, base[len(WHITEOUT) :])
                 whiteouts.append(target)
+                live.add(target)
                 if climbing:
                     climbed.append(target)
             s.skip(padded)
@@ -837,6 +889,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if kind == CHAR and devmajor == 0 and devminor == 0:
             warn(f"{path}: char device 0/0 is a leaked overlay whiteout; read as one")
             whiteouts.append(path)
+            live.add(path)
             if climbing:
                 climbed.append(path)
             continue
@@ -874,6 +927,11 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if climbing:
             climbed.append(path)
         earlier = entries.pop(path, None)
+        if live:
+            # Docker removes what stands at a path before writing there (its whiteout device too,
+            # and below it unless a directory meets a directory): a whiteout this layer made there
+            # is undone, and the lower path shows through a directory written after it.
+            live.written(path, kind != DIR or (earlier is not None and earlier.type != DIR))
         if earlier is not None:
             # A later entry of the same name replaces the earlier one in the container, but the
             # earlier copy's bytes still ship in the blob: kept for audit.
@@ -897,6 +955,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         tar_bytes=s.total,
         entries=tuple(entries.values()),
         whiteouts=tuple(whiteouts),
+        undone=live.undone(whiteouts),
         opaques=tuple(opaques),
         warnings=tuple(warnings),
         estargz=estargz,

@@ -326,7 +326,10 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
             hidden[path] = (found, OPAQUE)
         _hide_file_parents(tree, directory + "/", hidden)
     orphans = 0
+    undone = set(scan.undone)
     for path in scan.whiteouts:
+        if path in undone:
+            continue  # a later entry of this layer wrote over it: Docker removed the whiteout device
         _hide_file_parents(tree, path, hidden)
         if not tree.exists(path):
             # Harmless (the path is simply absent), so reported but bounded in number.

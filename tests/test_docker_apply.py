@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -176,6 +176,19 @@ CASES = [
         (layer(pax({b"mtime": b"1e400"}), member("a", BENIGN)),),
         None,
         rule="archive/tar parsePAXTime: ErrHeader",
+    ),
+    ApplyCase(
+        # overlay2 unpacks a layer into its own directory: the whiteout becomes a 0/0 device at a,
+        # which the directory written next RemoveAlls; the plain directory left merges with the
+        # lower one, so a/a shows again.  (A file, then a directory, at a in one layer would be
+        # two entries of one path, which Docker's tar-split refuses: "duplicates of file paths".)
+        "whiteout-undone-in-its-layer",
+        (
+            layer(member("a/a", BENIGN)),
+            layer(member(".wh.a"), header("a/", typeflag=b"5", mode=0o755)),
+        ),
+        {"/a/a": BENIGN},
+        rule="pkg/archive UnpackLayer: RemoveAll before a write",
     ),
 ]
 BY_NAME = {c.name: c for c in CASES}
@@ -489,6 +502,11 @@ def ops(draw: st.DrawFn) -> Op:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(ops(), min_size=1, max_size=8), min_size=1, max_size=3))
+# Found by this test: a whiteout that later entries of its layer write over whites out nothing
+# (Docker RemoveAlls the device), so /a/a shows through the directory written last.
+@example([[Op("file", "a/a")], [Op("whiteout", "a"), Op("file", "a"), Op("dir", "a")]])
+# The same below a replaced parent: the file at /a removes the device at /a/b with it.
+@example([[Op("file", "a/b", b"one\n")], [Op("whiteout", "a/b"), Op("file", "a"), Op("dir", "a")]])
 def test_final_tree_equals_an_independent_applier(layers: list[list[Op]]) -> None:
     # Opaque markers first in their layer (overlay hides lower children whatever their place).
     layers = [sorted(ops_, key=lambda o: o.kind != "opaque") for ops_ in layers]

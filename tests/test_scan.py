@@ -226,3 +226,20 @@ def test_visitor_receives_every_regular_file() -> None:
     data = make_tar([(info("a"), b"A" * 3000), (info("b", tarfile.SYMTYPE, linkname="a"), None), (info("c"), b"")])
     scan_layer(io.BytesIO(data), "t", visitor=visitor)  # type: ignore[arg-type]
     assert {k: bytes(v) for k, v in seen.items()} == {"/a": b"A" * 3000, "/c": b""}
+
+
+def test_a_whiteout_a_later_entry_writes_over_is_kept_but_marked_undone() -> None:
+    """``.wh.a`` then ``a/``: Docker's directory replaces the whiteout device (the lower /a shows through
+    it), while dive, reading the markers, still deletes /a: the scan keeps both facts."""
+    data = make_tar(
+        [
+            (info(".wh.a"), b""),
+            (info("a", tarfile.DIRTYPE, 0o755), None),
+            (info(".wh.b"), b""),
+            (info("c/.wh.d"), b""),  # below c, which a file then replaces: undone with it
+            (info("c"), b"x"),
+        ]
+    )
+    result = scan_layer(io.BytesIO(data), "t")
+    assert result.whiteouts == ("/a", "/b", "/c/d")
+    assert result.undone == ("/a", "/c/d")
