@@ -927,7 +927,7 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
         if climbing:
             climbed.append(path)
         earlier = entries.pop(path, None)
-        if live:
+        if whiteouts:  # the list's truth is a C check: this runs once per entry
             # Docker removes what stands at a path before writing there (its whiteout device too,
             # and below it unless a directory meets a directory): a whiteout this layer made there
             # is undone, and the lower path shows through a directory written after it.
