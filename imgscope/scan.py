@@ -15,8 +15,11 @@ sizes are counted the way Docker counts them (FORMATS.md sections 4 and 5).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import gc
 import hashlib
+import os
 import posixpath
 import queue
 import re
@@ -52,6 +55,27 @@ _PAX_INT = re.compile(r"([+-]?[0-9]+)")
 _PAX_TIME = re.compile(r"([+-]?[0-9]+)(?:\.[0-9]*)?")
 _xxh3_hex = xxhash.xxh3_64_hexdigest
 ESTARGZ_NAMES = frozenset({"/stargz.index.json", "/.prefetch.landmark", "/.no.prefetch.landmark"})
+
+
+def _fast_path() -> Callable[..., int] | None:
+    """The C loop for plain entries (``_tarscan.c``), or None: not built, or ``IMGSCOPE_PURE_SCAN=1``.
+
+    It takes the entries whose rules are simple and stops at the first it is
+    not sure of, which the Python loop below takes; both give the same scan.
+    The variable exists to compare the two (tests, benchmarks).
+    """
+    if os.environ.get("IMGSCOPE_PURE_SCAN") == "1":
+        return None
+    try:
+        from imgscope import _tarscan
+    except ImportError:  # built where no C compiler was at hand
+        return None
+    setters = tuple(getattr(Entry, field.name) for field in dataclasses.fields(Entry))
+    _tarscan.configure(Entry, setters, FILE, DIR, SYMLINK, ESTARGZ_NAMES, _xxh3_hex)
+    return _tarscan.run
+
+
+_fast = _fast_path()
 
 # A sink receives a regular file's content, chunk by chunk, for analyses that read
 # content (audit, container --content) in the same single pass.  The view it gets is
@@ -718,10 +742,19 @@ def _scan_tar(s: _Stream, visitor: ContentVisitor | None) -> LayerScan:
     shared: dict[int, int] = {}
     share = shared.setdefault
     read = s.read
+    fast = _fast if visitor is None else None
     while True:
         if pending:
             header, pending = pending, b""
         else:
+            if fast is not None and s.end - s.pos >= BLOCK_SIZE and not pax and long_name is None and long_link is None:
+                # The plain entries from here on, in C; it stops before the first one it leaves to us.
+                written = live.written if whiteouts else None
+                index = None if kids is None else functools.partial(_index_path, kids)
+                at = fast(s.view, s.pos, s.end, entries, shared, written, index)
+                if at != s.pos:
+                    s.pos = at
+                    first = False
             header = read(BLOCK_SIZE)
         if len(header) < BLOCK_SIZE:
             if not header and first:
