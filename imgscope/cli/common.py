@@ -26,7 +26,7 @@ from imgscope.render.encoded import EncodedList
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from imgscope.model import Image
+    from imgscope.model import Image, LayerScan
     from imgscope.scan import ContentVisitor
 
 PlatformOpt = Annotated[
@@ -80,8 +80,12 @@ def load_image(
     *,
     visitor: ContentVisitor | None = None,
     quiet: bool = False,
+    on_layer: Callable[[int, LayerScan], None] | None = None,
 ) -> Image:
-    """Load a REF with the shared options; progress on stderr only when it is a terminal."""
+    """Load a REF with the shared options; progress on stderr only when it is a terminal.
+
+    ``on_layer`` is told each layer's scan as soon as it is known (``LoadOptions.on_layer``).
+    """
     from imgscope import reference
     from imgscope.sources.common import LoadOptions
     from imgscope.units import parse_size
@@ -107,6 +111,7 @@ def load_image(
         insecure=opts.insecure,
         visitor=visitor,
         progress=progress_cb,
+        on_layer=on_layer,
     )
     return reference.load(ref, options)
 

@@ -40,6 +40,10 @@ class LoadOptions:
     insecure: bool = False
     visitor: ContentVisitor | None = field(default=None, compare=False)
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
+    # Told (layer index, scan) for every layer as soon as its scan is known, in any order (a layer
+    # listed twice once per index), with the DiffID the Image will hold: stacking can go on while
+    # later layers are still being read (``stack.Stacker``).
+    on_layer: Callable[[int, LayerScan], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +256,15 @@ def scan_layers(
     from imgscope import cache
 
     results: dict[str, LayerScan] = {}
+    indices: dict[str, list[int]] = {}
+    for i, ref in enumerate(refs):
+        indices.setdefault(ref.name, []).append(i)
+
+    def tell(name: str, scan: LayerScan) -> None:
+        if options.on_layer is not None:
+            for index in indices[name]:
+                options.on_layer(index, scan)
+
     checking = options.verify or options.check_diff_ids
     verified = True
     db = cache.open_cache() if options.use_cache and options.visitor is None else None
@@ -264,6 +277,7 @@ def scan_layers(
         hit = db.get(diff_id) if db is not None and (not checking or vouched) else None
         if hit is not None:
             results[ref.name] = hit
+            tell(ref.name, hit)
             if not vouched:
                 verified = False  # scanned from other bytes with this DiffID: these were not read
         else:
@@ -271,16 +285,24 @@ def scan_layers(
     if todo:
         total = len(todo)
         done = [0]
+        by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
+        ready: dict[str, LayerScan] = {}
 
-        def tick(_nbytes: int) -> None:
+        def tick(position: int, scan: LayerScan) -> None:
             done[0] += 1
             if options.progress:
                 options.progress("scanning layers", done[0], total)
+            name = todo[position]
+            if scan.diff_id == UNKNOWN_DIFF_ID:
+                # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
+                # DiffID too; such a scan never keys the cache.
+                scan = dataclasses.replace(scan, diff_id=by_name[name])
+            ready[name] = scan
+            tell(name, scan)
 
         # A DiffID is recomputed (the SHA-256 of every byte, the costliest part of a scan) only when
         # something rests on it: --verify, or a scan that will key the cache.  Otherwise (--no-cache,
         # content visitors) the config's DiffID is taken as the scan's, as --verify's help promises.
-        by_name = dict(zip((ref.name for ref in refs), diff_ids, strict=True))
         trusted: list[str | None] | None = None
         if db is None and not checking:
             # Only a well-formed DiffID is taken on trust: a damaged config's is computed instead,
@@ -290,10 +312,10 @@ def scan_layers(
             todo, max_bytes=options.max_layer_bytes, visitor=options.visitor, on_scan=tick, trusted=trusted
         )
         for i, (name, scan) in enumerate(zip(todo, scanned, strict=True)):
+            if name not in ready:  # a store that did not tell it (each of ours does)
+                tick(i, scan)
             if scan.diff_id == UNKNOWN_DIFF_ID:
-                # A stream read without hashing (StreamStore(diff_ids=False)) takes the config's
-                # DiffID too; such a scan never keys the cache.
-                results[name] = dataclasses.replace(scan, diff_id=by_name[name])
+                results[name] = ready[name]
                 verified = False
                 continue
             results[name] = scan

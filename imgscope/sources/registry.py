@@ -21,7 +21,7 @@ import functools
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from imgscope.scan import ContentVisitor, scan_layer
 from imgscope.sources import oci
 from imgscope.sources.common import ImagePlan, LoadOptions, load_json, load_plan
 from imgscope.sources.registry_client import Endpoint, RegistryClient
-from imgscope.sources.store import MAX_METADATA, _Prefetch
+from imgscope.sources.store import MAX_METADATA, ScanDone, _Prefetch
 
 if TYPE_CHECKING:
     from imgscope.cache import ScanCache
@@ -171,7 +171,7 @@ class RegistryStore:
         *,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
-        on_scan: Callable[[int], None] | None = None,
+        on_scan: ScanDone | None = None,
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         ids: list[str | None] = trusted or [None] * len(names)
@@ -182,7 +182,7 @@ class RegistryStore:
             if self._cache is not None and ids[i] is None:
                 self._cache.put_blob(digests[i], scan.diff_id)
             if on_scan:
-                on_scan(self._sizes.get(digests[i], 0))
+                on_scan(i, scan)
 
         results: dict[int, LayerScan] = {}
         if visitor is not None or len(names) < 2:  # a visitor is called from one thread only

@@ -41,6 +41,10 @@ BUSY_FACTOR = 64
 MAX_KEPT = 4 * MAX_METADATA
 
 
+# Told (position among the names asked for, scan) as each scan is done; see ``Store.scan_many``.
+ScanDone = Callable[[int, LayerScan], None]
+
+
 class Store(Protocol):
     """Read access to the named files of one image archive or layout."""
 
@@ -60,10 +64,14 @@ class Store(Protocol):
         *,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
-        on_scan: Callable[[int], None] | None = None,
+        on_scan: ScanDone | None = None,
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
-        """Scan the named layers; ``trusted`` gives, per name, a DiffID to take as is (no SHA-256) or None."""
+        """Scan the named layers; ``trusted`` gives, per name, a DiffID to take as is (no SHA-256) or None.
+
+        ``on_scan`` is told each scan as soon as it is done, with its position in ``names``, in
+        whatever order the scans finish: progress, and consumers that start before the last one.
+        """
         ...
 
     def digest_of(self, name: str) -> str: ...
@@ -216,7 +224,7 @@ def _sha256_window(fh: BinaryIO, offset: int, length: int) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> list[LayerScan]:
+def _scan_parallel(jobs: list[_Job], on_scan: ScanDone | None) -> list[LayerScan]:
     """Scan windows of files, in worker processes when there is enough to gain.
 
     This process and N - 1 workers (N cores) take the layers one at a time,
@@ -232,10 +240,10 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
     workers = worker_count(sum(job[2] for job in jobs), len(jobs))
     if workers <= 1:
         out = []
-        for job in jobs:
+        for position, job in enumerate(jobs):
             out.append(_scan_window(job))
             if on_scan:
-                on_scan(job[2])
+                on_scan(position, out[-1])
         return out
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -251,18 +259,18 @@ def _scan_parallel(jobs: list[_Job], on_scan: Callable[[int], None] | None) -> l
         for future in done:
             got = future.result()
             if got is not None:
-                results[where[got[0]]] = unpack(got[1])
+                results[where[got[0]]] = scanned = unpack(got[1])
                 if on_scan:
-                    on_scan(order[got[0]][2])
+                    on_scan(where[got[0]], scanned)
 
     with ProcessPoolExecutor(max_workers=workers - 1, initializer=_start_worker, initargs=(order, counter)) as pool:
         try:
             # One task per layer at most: each takes the next layer left, or returns None at once.
             pending = {pool.submit(_scan_claimed) for _ in range(len(jobs))}
             while (i := _claim(counter, len(order))) is not None:
-                results[where[i]] = _scan_window(order[i])
+                results[where[i]] = scanned = _scan_window(order[i])
                 if on_scan:
-                    on_scan(order[i][2])
+                    on_scan(where[i], scanned)
                 finished = {f for f in pending if f.done()}
                 pending -= finished
                 collect(finished)
@@ -472,7 +480,7 @@ class TarStore:
         *,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
-        on_scan: Callable[[int], None] | None = None,
+        on_scan: ScanDone | None = None,
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         members = [self._resolve(n) for n in names]
@@ -544,7 +552,7 @@ class DirStore:
         *,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
-        on_scan: Callable[[int], None] | None = None,
+        on_scan: ScanDone | None = None,
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         paths = [self._path(n) for n in names]
@@ -768,7 +776,7 @@ class StreamStore:
         *,
         max_bytes: int | None,
         visitor: ContentVisitor | None,
-        on_scan: Callable[[int], None] | None = None,
+        on_scan: ScanDone | None = None,
         trusted: list[str | None] | None = None,
     ) -> list[LayerScan]:
         out = []
@@ -782,6 +790,8 @@ class StreamStore:
                 else:
                     raise ImgscopeError(f"{self.label}: layer {name} is missing from the archive")
             out.append(scan)
+            if on_scan:
+                on_scan(len(out) - 1, scan)
         return out
 
     def digest_of(self, name: str) -> str:
