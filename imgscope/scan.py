@@ -57,6 +57,23 @@ _xxh3_hex = xxhash.xxh3_64_hexdigest
 ESTARGZ_NAMES = frozenset({"/stargz.index.json", "/.prefetch.landmark", "/.no.prefetch.landmark"})
 
 
+_FAST_FIELDS = (
+    "path",
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "tar_size",
+    "mtime",
+    "link",
+    "digest",
+    "xattrs",
+    "devmajor",
+    "devminor",
+)
+
+
 def _fast_path() -> Callable[..., int] | None:
     """The C loop for plain entries (``_tarscan.c``), or None: not built, or ``IMGSCOPE_PURE_SCAN=1``.
 
@@ -70,7 +87,10 @@ def _fast_path() -> Callable[..., int] | None:
         from imgscope import _tarscan
     except ImportError:  # built where no C compiler was at hand
         return None
-    setters = tuple(getattr(Entry, field.name) for field in dataclasses.fields(Entry))
+    names = tuple(field.name for field in dataclasses.fields(Entry))
+    if names != _FAST_FIELDS:  # the C loop fills an Entry's fields in this order
+        return None
+    setters = tuple(getattr(Entry, name) for name in names)
     _tarscan.configure(Entry, setters, FILE, DIR, SYMLINK, ESTARGZ_NAMES, _xxh3_hex)
     return _tarscan.run
 
