@@ -375,7 +375,7 @@ def _apply(tree: _Tree, index: int, image: Image, chain_id: str) -> LayerResult:
         path = entry.path
         current = entries.get(path)
         before = current
-        if current is None and path in hidden:
+        if current is None and hidden and path in hidden:
             before = hidden.pop(path)[0]
         if entry.type != DIR and children.get(path):
             # Whatever stood below a path that is now a file or a link is gone, whether the
