@@ -9,6 +9,7 @@ so an analysis never needs to know where an image came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 # Entry types, as short strings so they serialise to JSON unchanged.
@@ -27,6 +28,9 @@ METADATA = "metadata"
 RESHIPPED = "re-shipped"
 REMOVED = "removed"
 CHANGE_KINDS = (ADDED, MODIFIED, METADATA, RESHIPPED, REMOVED)
+
+# An entry's size, read in C: sizes are summed per layer several times a command.
+_SIZE = attrgetter("size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ class LayerScan:
     @property
     def size(self) -> int:
         """The layer's size as ``docker history`` shows it."""
-        return sum(e.size for e in self.entries)
+        return sum(map(_SIZE, self.entries))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgscope.model import Image, ImageConfig, LayerInfo, LayerScan
+
 #: 2024-01-01T00:00:00Z: the default mtime of every entry.
 T0 = 1704067200
 
@@ -322,3 +324,15 @@ def write_oci_layout(directory_path: Path, spec: ImageSpec, tag: str | None = "l
 def entries_of(steps: Sequence[BuildStep]) -> list[TarEntry]:
     """Every tar entry of a list of steps, in order (for tests that compute expectations)."""
     return [e for s in steps if s.layer is not None for e in s.layer]
+
+
+def image_of_scans(scans: Sequence[LayerScan]) -> Image:
+    """An in-memory image of layer scans, base first: no archive, no config but the DiffIDs."""
+    return Image(
+        reference="memory",
+        source="test",
+        image_id="sha256:" + "0" * 64,
+        config=ImageConfig(diff_ids=tuple(s.diff_id for s in scans)),
+        layers=tuple(LayerInfo(i, s.diff_id) for i, s in enumerate(scans)),
+        scans=tuple(scans),
+    )

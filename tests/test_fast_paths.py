@@ -17,7 +17,7 @@ import pytest
 
 from imgscope import stack
 from imgscope.cli.common import print_json
-from imgscope.model import Image
+from imgscope.model import ADDED, DIR, FILE, Entry, Image, LayerScan
 from imgscope.render.encoded import BATCH, EncodedList
 from imgscope.render.json_report import inspect_report
 from imgscope.sources.archive import load_path
@@ -115,6 +115,35 @@ def test_encoded_lines_are_the_dict_path_byte_for_byte(tmp_path: Path, capsys: p
     assert set(ODD_NAMES) - {"/odd/caf\udce9.bin"} <= paths
     assert '"/odd/caf\\udce9.bin"' in lazy  # the surrogate as an escape: the output is valid UTF-8
     lazy.encode("utf-8")
+
+
+def test_changes_and_final_entries_built_through_slots_equal_the_dataclass_ones() -> None:
+    a = Entry("/d", DIR, 0o755, 0, 0, 0, 0, 1)
+    b = Entry("/d/f", FILE, 0o644, 0, 0, 3, 3, 1, digest="ab")
+    stacked = stack.build(ib.image_of_scans([LayerScan("sha256:" + "1" * 64, 0, (a, b))]))
+    changes = stacked.layers[0].changes
+    assert changes == (stack.Change("/d", ADDED, a), stack.Change("/d/f", ADDED, b))
+    assert hash(changes[1]) == hash(stack.Change("/d/f", ADDED, b))
+    assert stacked.final == {"/d": stack.FinalEntry(a, 0), "/d/f": stack.FinalEntry(b, 0)}
+
+
+def test_a_scan_listing_the_root_itself_stacks_and_whiteouts_still_end() -> None:
+    # The scanner drops the root; a scan built by hand may list it, and the root is no one's child.
+    root = Entry("/", DIR, 0o755, 0, 0, 0, 0, 1)
+    d = Entry("/d", DIR, 0o755, 0, 0, 0, 0, 1)
+    f = Entry("/d/f", FILE, 0o644, 0, 0, 3, 3, 1, digest="ab")
+    lower = LayerScan("sha256:" + "1" * 64, 0, (root, d, f))
+    upper = LayerScan("sha256:" + "2" * 64, 0, (root,), whiteouts=("/d",))
+    again = LayerScan("sha256:" + "3" * 64, 0, (Entry("/d", FILE, 0o644, 0, 0, 5, 5, 1, digest="cd"),))
+    stacked = stack.build(ib.image_of_scans([lower, upper, again]))
+    assert sorted(stacked.final) == ["/", "/d"]
+    assert [(c.path, c.kind) for c in stacked.layers[1].changes] == [("/d", "removed"), ("/d/f", "removed")]
+    from imgscope.analysis import waste
+
+    # dive's visits: /d/f 3; /d the whiteout (weighing the 0 + 3 below it) then the file, 3 + 5;
+    # the root 0 twice.  cum 3 + 8 + 0, min 3 + 3 + 0; /d and the root are visited twice.
+    dive = waste.dive_figures(stacked)
+    assert (dive.efficiency, dive.wasted_bytes) == (6 / 11, 8)
 
 
 def test_encoded_list_crosses_batches(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,6 @@ from imgscope import reference
 from imgscope import stack as stacking
 from imgscope.analysis import waste
 from imgscope.cli import app
-from imgscope.model import Image, ImageConfig, LayerInfo
 from imgscope.render import waste as waste_view
 from imgscope.scan import scan_layer
 from imgscope.schemas import load_schema
@@ -43,6 +42,7 @@ from tests.imagebuild import (
     directory,
     file,
     hardlink,
+    image_of_scans,
     layer_tar,
     nop,
     opaque,
@@ -75,15 +75,7 @@ def analyse_spec(tmp_path: Path, spec: ImageSpec) -> tuple[stacking.Stack, waste
 def in_memory(layers: Sequence[Sequence[TarEntry]]) -> stacking.Stack:
     """Scan layer tars from memory and stack them: no archive, no cache (fast enough for hypothesis)."""
     scans = tuple(scan_layer(io.BytesIO(layer_tar(entries)), f"layer {i}") for i, entries in enumerate(layers))
-    image = Image(
-        reference="memory",
-        source="test",
-        image_id="sha256:" + "0" * 64,
-        config=ImageConfig(diff_ids=tuple(s.diff_id for s in scans)),
-        layers=tuple(LayerInfo(i, s.diff_id) for i, s in enumerate(scans)),
-        scans=scans,
-    )
-    return stacking.build(image)
+    return stacking.build(image_of_scans(scans))
 
 
 def ledger_keys(report: waste.WasteReport) -> Counter[tuple[str, int, int, str]]:

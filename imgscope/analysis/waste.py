@@ -28,8 +28,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from imgscope.model import DIR, FILE, METADATA, MODIFIED, REMOVED, RESHIPPED, Entry
@@ -226,6 +228,8 @@ def ledger(stack: Stack) -> list[WastedCopy]:
 # ---------------------------------------------------------------------------
 
 _WH = ".wh."
+_PATH = attrgetter("path")
+_TAR_SIZE = attrgetter("tar_size")
 
 
 def _parent(path: str) -> str:
@@ -241,56 +245,76 @@ class _DiveTree:
     layer only implies (a parent of its entries, with no entry of its own) gets
     empty data there, so it stops counting as a directory.  That is reproduced
     here, because it changes what a later whiteout of that directory weighs.
+    Sizes and directory-ness are kept apart (a dict and a set), so that a layer is
+    grafted with a few bulk updates rather than a tuple and a walk per entry.
     """
 
     def __init__(self) -> None:
-        self.data: dict[str, tuple[bool, int]] = {}
+        self.sizes: dict[str, int] = {}
+        self.dirs: set[str] = set()
         self.children: dict[str, set[str]] = defaultdict(set)
 
     def remove(self, path: str) -> None:
-        if path not in self.data:
+        if path not in self.sizes:
             return
         todo = [path]
         while todo:
             current = todo.pop()
-            self.data.pop(current, None)
+            self.sizes.pop(current, None)
+            self.dirs.discard(current)
             todo.extend(self.children.pop(current, ()))
         self.children[_parent(path)].discard(path)
 
     def whiteout_size(self, path: str) -> int:
         """What dive charges a whiteout: for a directory, the tar sizes of everything below it."""
-        found = self.data.get(path)
-        if found is None or not found[0]:
+        if path not in self.dirs:
             return 0
         total = 0
         todo = [path]
         while todo:
             current = todo.pop()
-            total += self.data[current][1]
+            total += self.sizes[current]
             todo.extend(self.children.get(current, ()))
         return total
 
+    def graft(self, implied: list[str], own: dict[str, int], own_dirs: set[str]) -> None:
+        """Put a layer's nodes on the tree: implied directories get empty data, entries their own.
 
-def _graft_adds(tree: _DiveTree, implied: list[str], own: dict[str, Entry]) -> None:
-    """Put a layer's nodes on dive's tree: implied directories get empty data, entries their own.
+        Every proper ancestor of a layer's node is itself a node of that layer
+        (``parents`` in :func:`dive_figures`), so the nodes new to the tree are
+        exactly the ones to link to their parents: no walk up is needed.
+        """
+        sizes = self.sizes
+        children = self.children
+        fresh = set(implied).union(own).difference(sizes)
+        fresh.discard("/")  # the root (an entry of its own in some layers) is no one's child
+        for node, parent in zip(fresh, _heads(fresh), strict=True):
+            children[parent or "/"].add(node)
+        sizes.update(dict.fromkeys(implied, 0))
+        sizes.update(own)
+        self.dirs.difference_update(implied)
+        self.dirs.difference_update(own)
+        self.dirs.update(own_dirs)
 
-    Each node's missing ancestors are created with empty data and linked to their parents on
-    the way up (kept in this one loop: it runs once per entry of every layer).
+
+def _heads(paths: Iterable[str]) -> Iterator[str]:
+    """Each path's part before its last ``/`` ("" for ``/a`` and for a name without one), in C."""
+    return map(itemgetter(0), map(str.rpartition, paths, repeat("/")))
+
+
+def _ancestors(paths: Iterable[str]) -> set[str]:
+    """Every proper ancestor of the paths but the root: their directories, then theirs, once each.
+
+    The directories of the paths are found in C; only distinct directories are
+    walked up (a layer has a directory for every few dozen entries).
     """
-    data = tree.data
-    children = tree.children
-    empty = (False, 0)
-    nodes = [(path, empty) for path in implied]
-    nodes += [(path, (entry.type == DIR, entry.tar_size)) for path, entry in own.items()]
-    for path, node in nodes:
-        current = path
-        while current != "/" and current not in data:
-            data[current] = empty
-            cut = current.rfind("/")
-            parent = current[:cut] if cut > 0 else "/"
-            children[parent].add(current)
-            current = parent
-        data[path] = node
+    found: set[str] = set()
+    for head in set(_heads(paths)):
+        current = head
+        while current and current != "/" and current not in found:
+            found.add(current)
+            current = _parent(current)
+    return found
 
 
 def _whiteout_first(path: str) -> bool:
@@ -328,42 +352,39 @@ def dive_figures(stack: Stack) -> DiveFigures:
     create the directory that holds the marker).
     """
     scans = stack.image.scans[: len(stack.layers)]
+    # Per path, the sum of its visits; the smallest visit is kept only for the few paths visited
+    # twice or more (for the others it is that sum), so a first visit is one dict store.
     cum: dict[str, int] = {}
     least: dict[str, int] = {}
-    visits: dict[str, int] = {}
 
     def visit(path: str, size: int) -> None:
-        if path in cum:
-            cum[path] += size
-            if size < least[path]:
-                least[path] = size
-            visits[path] += 1
-        else:
-            cum[path] = least[path] = size
-            visits[path] = 1
+        if path not in cum:
+            cum[path] = size
+            return
+        least[path] = min(least.get(path, cum[path]), size)
+        cum[path] += size
 
     lower = _DiveTree()
     for index, scan in enumerate(scans):
-        own = {e.path: e for e in scan.entries}
+        entries = scan.entries
+        own = dict(zip(map(_PATH, entries), entries, strict=True))  # the last entry of a path is its node
+        sizes = {path: entry.tar_size for path, entry in own.items()}
+        own_dirs = {path for path, entry in own.items() if entry.type == DIR}
         whiteouts = list(dict.fromkeys(scan.whiteouts))
         opaques = [d for d in dict.fromkeys(scan.opaques) if d != "/"]
         # Directories with children in this layer: every proper ancestor of what the layer names.
-        parents: set[str] = set()
-        for path in (*own, *whiteouts, *opaques):
-            cut = path.rfind("/")
-            current = path[:cut] if cut > 0 else "/"
-            while current != "/" and current not in parents:
-                parents.add(current)
-                current = _parent(current)
+        parents = _ancestors((*own, *whiteouts, *opaques))
         implied = [p for p in (*parents, *opaques) if p not in own]
 
         if index == 0:
             # dive sizes a whiteout of its first layer against that layer's own tree.
             lower = _DiveTree()
-            _graft_adds(lower, implied, own)
-        for path, entry in own.items():
-            if path not in parents:
-                visit(path, entry.tar_size)
+            lower.graft(implied, sizes, own_dirs)
+        leaves = sizes.keys() - parents
+        for path in leaves.intersection(cum):
+            visit(path, sizes[path])
+        fresh = leaves.difference(cum)
+        cum.update(zip(fresh, map(sizes.__getitem__, fresh), strict=True))
         for path in opaques:
             if path not in own and path not in parents:
                 visit(path, 0)  # the directory of an opaque marker, with nothing else in it
@@ -373,14 +394,15 @@ def dive_figures(stack: Stack) -> DiveFigures:
             for path in whiteouts:
                 if _whiteout_first(path):
                     lower.remove(path)
-            _graft_adds(lower, implied, own)
+            lower.graft(implied, sizes, own_dirs)
         for path in whiteouts:
             if not _whiteout_first(path):
                 lower.remove(path)
     total_cum = sum(cum.values())
-    score = 1.0 if total_cum == 0 else sum(least.values()) / total_cum
-    wasted = sum(c for p, c in cum.items() if visits[p] > 1)
-    user = sum(e.tar_size for scan in scans[1:] for e in scan.entries)
+    wasted = sum(map(cum.__getitem__, least))  # the paths visited twice or more
+    total_least = total_cum - wasted + sum(least.values())
+    score = 1.0 if total_cum == 0 else total_least / total_cum
+    user = sum(sum(map(_TAR_SIZE, scan.entries)) for scan in scans[1:])
     return DiveFigures(score, wasted, user, wasted / user if user else 0.0)
 
 
@@ -418,6 +440,8 @@ _INNER_ROOTS = (
     ("/.cache/yarn/", "yarn-cache"),
 )
 _CORE = re.compile(r"^core(\.\d+)?$")
+# Every path whose name _CORE matches (and a few more): what the junk scan must look at for core dumps.
+_CORE_PATH = re.compile(r"core(\.\d+)?$")
 #: A file named ``core`` smaller than this is more likely a script or data than a core dump.
 CORE_MIN_BYTES = 4096
 
@@ -469,22 +493,26 @@ def junk_root(path: str, entry: Entry) -> tuple[str, str] | None:
 def junk(stack: Stack, instructions: dict[int, str]) -> list[JunkItem]:
     """Junk visible in the final image, grouped by category, root and the layer that wrote it.
 
-    The rules run once per directory, not once per file (:func:`_junk_of_directory`).
+    The rules run once per directory, not once per file (:func:`_junk_of_directory`),
+    and only the paths that can be junk are looked at one by one: those in a junk
+    directory and those named like a core dump, both picked out in C.
     """
+    final = stack.final
+    paths = list(final)
+    heads = list(_heads(paths))
+    by_directory = {head: hit for head in set(heads) if (hit := _junk_of_directory(head + "/")) is not None}
+    candidates = set(compress(paths, map(by_directory.__contains__, heads)))
+    candidates.update(filter(_CORE_PATH.search, paths))
     groups: dict[tuple[str, str, int], list[int]] = {}
-    by_directory: dict[str, tuple[str, str] | None] = {}
-    for path, found in stack.final.items():
+    for path in filter(candidates.__contains__, final):  # in the tree's order, as the groups were met
+        found = final[path]
         entry = found.entry
         if entry.type == DIR:
             continue
         name_at = path.rfind("/") + 1
-        prefix = path[:name_at]
-        try:
-            in_dir = by_directory[prefix]
-        except KeyError:
-            in_dir = by_directory[prefix] = _junk_of_directory(prefix)
+        in_dir = by_directory.get(path[: name_at - 1]) if name_at else None
         if in_dir is None and entry.size < CORE_MIN_BYTES:
-            continue  # the common case: no junk directory, too small for a core dump
+            continue  # named like a core dump, too small for one
         hit = _junk_hit(path, name_at, entry, in_dir)
         if hit is None:
             continue

@@ -58,6 +58,15 @@ class _Quoted(dict[str, str]):
         return text
 
 
+class _Owners(dict[tuple[int, int, int], str]):
+    """JSON text of a (mode, uid, gid), keys included, made once each: an image has a few dozen."""
+
+    def __missing__(self, key: tuple[int, int, int]) -> str:
+        mode, uid, gid = key
+        text = self[key] = f'"mode": "{mode:04o}", "uid": {uid:d}, "gid": {gid:d}'
+        return text
+
+
 def _text(value: str | None) -> str:
     """A JSON string, or ``null`` for None (and for "", as the dicts write ``x or None``)."""
     return encode_basestring(value) if value else "null"
@@ -68,17 +77,21 @@ def _number(value: int | None) -> str:
 
 
 def file_lines(files: Iterable[FinalEntry]) -> Iterator[str]:
-    """One line per final entry, as ``entry_dict(f.entry, f.layer)`` encodes."""
+    """One line per final entry, as ``entry_dict(f.entry, f.layer)`` encodes.
+
+    Numbers are ints (the scanner's), whose f-string text is what ``json`` writes.
+    """
     enc = encode_basestring
     quoted = _Quoted()
+    owners = _Owners()
     for found in files:
         e = found.entry
         digest = e.digest
         link = e.link
         yield (
-            f'{{"path": {enc(e.path)}, "type": {quoted[e.type]}, "size": {e.size:d}, "mode": "{e.mode:04o}", '
-            f'"uid": {e.uid:d}, "gid": {e.gid:d}, "hash": {enc(digest) if digest else "null"}, '
-            f'"link": {enc(link) if link else "null"}, "layer": {found.layer:d}}}'
+            f'{{"path": {enc(e.path)}, "type": {quoted[e.type]}, "size": {e.size}, {owners[e.mode, e.uid, e.gid]}, '
+            f'"hash": {enc(digest) if digest else "null"}, "link": {enc(link) if link else "null"}, '
+            f'"layer": {found.layer}}}'
         )
 
 
@@ -86,17 +99,22 @@ def change_lines(changes: Iterable[Change]) -> Iterator[str]:
     """One line per change, as ``change_dict(change)`` encodes."""
     enc = encode_basestring
     quoted = _Quoted()
+    owners = _Owners()
     for change in changes:
         new, old = change.entry, change.old
-        shown = new if new is not None else old
-        assert shown is not None
-        size = new.size if new is not None else 0
-        delta = size - (old.size if old is not None else 0)
+        if old is None:  # the bulk: a path added
+            assert new is not None
+            size = delta = new.size
+            shown = new
+        else:
+            shown = new if new is not None else old
+            size = new.size if new is not None else 0
+            delta = size - old.size
         digest = shown.digest
         line = (
             f'{{"path": {enc(change.path)}, "kind": {quoted[change.kind]}, "type": {quoted[shown.type]}, '
-            f'"size": {size:d}, "delta": {delta:d}, "mode": "{shown.mode:04o}", "uid": {shown.uid:d}, '
-            f'"gid": {shown.gid:d}, "hash": {enc(digest) if digest else "null"}'
+            f'"size": {size}, "delta": {delta}, {owners[shown.mode, shown.uid, shown.gid]}, '
+            f'"hash": {enc(digest) if digest else "null"}'
         )
         if old is not None:
             line += f', "old_layer": {_number(change.old_layer)}, "old_size": {old.size:d}'
