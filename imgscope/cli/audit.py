@@ -31,6 +31,7 @@ from imgscope.cli.common import (
     VerifyOpt,
     handle_errors,
     load_image,
+    load_stacked,
     make_console,
     print_json,
     write_html,
@@ -73,7 +74,6 @@ def audit(
 ) -> None:
     """Find what must not ship: secrets in any layer, setuid and world-writable paths, root user."""
     with handle_errors(debug):
-        from imgscope import stack as stacking
         from imgscope.analysis import audit as auditing
         from imgscope.analysis.secrets import ContentScanner
         from imgscope.errors import ImgscopeError
@@ -90,12 +90,12 @@ def audit(
             platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
         )
         scanner = ContentScanner(limit)
-        img = load_image(ref, opts, visitor=scanner, quiet=json_)
+        stacked = load_stacked(ref, opts, visitor=scanner, quiet=json_)
         # --image picks among this archive's images, not the base's (name it as PATH:TAG there).
         base_opts = dataclasses.replace(opts, image=None)
         base_img = load_image(base, base_opts, quiet=json_) if base else None
         report = auditing.audit(
-            stacking.build(img),
+            stacked,
             scanner.results(),
             stats=scanner.stats(),
             max_scan_bytes=limit,

@@ -31,7 +31,7 @@ from imgscope.cli.common import (
     SourceOptions,
     VerifyOpt,
     handle_errors,
-    load_image,
+    load_stacked,
     make_console,
     print_json,
     write_html,
@@ -97,7 +97,6 @@ def ci(
 ) -> None:
     """Check an image against size and waste budgets; exit 1 when a rule fails."""
     with handle_errors(debug):
-        from imgscope import stack as stacking
         from imgscope.analysis import ciconfig, rules, waste
 
         started = time.monotonic()
@@ -120,8 +119,8 @@ def ci(
         opts = SourceOptions(
             platform, image, pull, verify, no_cache, max_layer_bytes, check_diff_ids=True, insecure=insecure
         )
-        img = load_image(ref, opts, quiet=json_)
-        stacked = stacking.build(img)
+        stacked = load_stacked(ref, opts, quiet=json_)
+        img = stacked.image
         report_waste = waste.analyse(stacked)
         push = None
         if any(not limit.off for limit in settings.rules.of("max-compressed-size")):
@@ -171,13 +170,12 @@ def _baseline(text: str, opts: SourceOptions) -> Snapshot:
         return ciconfig.read_report(Path(text))
     if text.lower().endswith(".json") and "://" not in text:
         raise ImgscopeError(f"baseline {text}: no such file")
-    from imgscope import stack as stacking
 
     try:
-        base = load_image(text, opts, quiet=True)
+        base = load_stacked(text, opts, quiet=True)
     except ImgscopeError as exc:
         raise ImgscopeError(f"baseline {text}: {exc.message}") from exc
-    return snapshot_of(stacking.build(base), text)
+    return snapshot_of(base, text)
 
 
 def _write_outputs(report: CiReport, junit: Path | None, markdown: Path | None, elapsed: float, iec: bool) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from imgscope.model import Image, LayerScan
     from imgscope.scan import ContentVisitor
+    from imgscope.stack import Stack
 
 PlatformOpt = Annotated[
     str | None, typer.Option("--platform", help="Pick the image for OS/ARCH[/VARIANT], e.g. linux/arm64.")
@@ -114,6 +115,27 @@ def load_image(
         on_layer=on_layer,
     )
     return reference.load(ref, options)
+
+
+def load_stacked(
+    ref: str,
+    opts: SourceOptions,
+    *,
+    visitor: ContentVisitor | None = None,
+    quiet: bool = False,
+) -> Stack:
+    """Load a REF and stack it, each layer applied as soon as it and those below it are scanned.
+
+    Stacking then runs between the scans of later layers (``stack.Stacker``)
+    instead of after the last one; the result is what ``stack.build`` gives.
+    """
+    from imgscope import stack as stacking
+    from imgscope.scan import paused_gc
+
+    stacker = stacking.Stacker()
+    image = load_image(ref, opts, visitor=visitor, quiet=quiet, on_layer=stacker.add)
+    with paused_gc():
+        return stacker.finish(image)
 
 
 def print_json(data: Any) -> None:

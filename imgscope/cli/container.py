@@ -20,7 +20,7 @@ from imgscope.cli.common import (
     NoColorOpt,
     SourceOptions,
     handle_errors,
-    load_image,
+    load_stacked,
     make_console,
     print_json,
 )
@@ -46,7 +46,6 @@ def container(
 ) -> None:
     """Show what a container (running or stopped) wrote since it was created, with sizes and change kinds."""
     with handle_errors(debug):
-        from imgscope import stack as stacking
         from imgscope.analysis import container as analysis
         from imgscope.errors import ImgscopeError
         from imgscope.sources import daemon as source
@@ -68,8 +67,7 @@ def container(
                     f"is no longer in {engine.endpoint.label}"
                 )
             transport = "podman://" if podman else "docker://"
-            image = load_image(transport + image_id, SourceOptions(), quiet=json_)
-            stacked = stacking.build(image)
+            stacked = load_stacked(transport + image_id, SourceOptions(), quiet=json_)
             snapshot = engine.container(str(attrs.get("Id") or name), analysis.bytes_below(stacked))
             report = analysis.analyse(snapshot, stacked)
             diff = _content(engine, report, stacked, content) if content else None

@@ -25,7 +25,7 @@ from imgscope.cli.common import (
     SourceOptions,
     VerifyOpt,
     handle_errors,
-    load_image,
+    load_stacked,
     make_console,
     print_json,
     write_html,
@@ -73,15 +73,12 @@ def diff(
             raise ImgscopeError(f"--format {format_!r}: use text, json or markdown")
         opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
         quiet = fmt != "text"
-        img_a = load_image(ref_a, opts, quiet=quiet)
-        img_b = load_image(ref_b, opts, quiet=quiet)
+        stacked_a = load_stacked(ref_a, opts, quiet=quiet)
+        stacked_b = load_stacked(ref_b, opts, quiet=quiet)
 
-        from imgscope import stack as stacking
         from imgscope.analysis.diff import diff as compare
 
-        result = compare(
-            stacking.build(img_a), stacking.build(img_b), paths=path or (), ignores=ignore or (), mtime=mtime
-        )
+        result = compare(stacked_a, stacked_b, paths=path or (), ignores=ignore or (), mtime=mtime)
         shown_top = top or None
         if html is not None:
             from imgscope.render.html import diff_page

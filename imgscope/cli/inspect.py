@@ -21,7 +21,7 @@ from imgscope.cli.common import (
     SourceOptions,
     VerifyOpt,
     handle_errors,
-    load_image,
+    load_stacked,
     make_console,
     print_json,
     write_html,
@@ -58,19 +58,15 @@ def inspect(
         if sort not in ("size", "path"):
             raise ImgscopeError(f"--sort {sort!r}: use size or path")
         opts = SourceOptions(platform, image, pull, verify, no_cache, max_layer_bytes, insecure=insecure)
-        from imgscope import stack as stacking
-
-        # Layers are stacked as their scans come in, between the scans of later ones.
-        stacker = stacking.Stacker()
-        img = load_image(ref, opts, quiet=json_, on_layer=stacker.add)
-        if layer is not None and not 0 <= layer < len(img.scans):
-            raise ImgscopeError(f"--layer {layer}: the image has layers 0 to {len(img.scans) - 1}")
+        stacked = load_stacked(ref, opts, quiet=json_)
+        count = len(stacked.image.scans)
+        if layer is not None and not 0 <= layer < count:
+            raise ImgscopeError(f"--layer {layer}: the image has layers 0 to {count - 1}")
         from imgscope.scan import paused_gc
 
         # Hundreds of thousands of objects and no cycles among them: the collector would
         # only walk them again and again (10-20% of the analysis and the JSON).
         with paused_gc():
-            stacked = stacker.finish(img)
             if json_ and html is None:
                 _print_report(stacked, top, layer)
                 return
