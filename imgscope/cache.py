@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgscope.model import Entry, LayerScan
+from imgscope.model import ENTRY_FIELDS, Entry, LayerScan
 
 # Bump whenever LayerScan or Entry change shape or meaning, or a scan of the same bytes
 # gives other results (tests/test_round2.py holds each version's field shape).
@@ -113,24 +113,7 @@ def _unpack(data: bytes) -> LayerScan:
 # Each field's slot setter, in the order of pack's tuples: an Entry is filled in without its
 # __init__, whose frozen-dataclass object.__setattr__ per field cost as much as the rest of
 # unpacking (Entry has no __post_init__ and every field is set here).
-_SETTERS = tuple(
-    getattr(Entry, name).__set__
-    for name in (
-        "path",
-        "type",
-        "mode",
-        "uid",
-        "gid",
-        "size",
-        "tar_size",
-        "mtime",
-        "link",
-        "digest",
-        "xattrs",
-        "devmajor",
-        "devminor",
-    )
-)
+_SETTERS = tuple(getattr(Entry, name).__set__ for name in ENTRY_FIELDS)
 
 
 def _entries(entries: list[tuple[Any, ...]], shared: dict[int, int]) -> tuple[Entry, ...]:

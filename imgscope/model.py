@@ -60,6 +60,25 @@ class Entry:
     devminor: int = 0
 
 
+#: Entry's fields in their order: the order the scan cache packs them in and the scanner's C
+#: loop fills them in (both set an Entry's slots directly, without ``__init__``).
+ENTRY_FIELDS = (
+    "path",
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "tar_size",
+    "mtime",
+    "link",
+    "digest",
+    "xattrs",
+    "devmajor",
+    "devminor",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LayerScan:
     """Everything imgscope needs to know of one layer tar: a pure function of its bytes.

@@ -31,7 +31,7 @@ from zlib import adler32
 import xxhash
 
 from imgscope.errors import ImgscopeError
-from imgscope.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, LayerScan
+from imgscope.model import BLOCK, CHAR, DIR, ENTRY_FIELDS, FIFO, FILE, HARDLINK, SYMLINK, Entry, LayerScan
 from imgscope.sources.compression import PLAIN, ByteSource, decode_errors, open_decompressed, sniff
 
 BLOCK_SIZE = 512
@@ -57,23 +57,6 @@ _xxh3_hex = xxhash.xxh3_64_hexdigest
 ESTARGZ_NAMES = frozenset({"/stargz.index.json", "/.prefetch.landmark", "/.no.prefetch.landmark"})
 
 
-_FAST_FIELDS = (
-    "path",
-    "type",
-    "mode",
-    "uid",
-    "gid",
-    "size",
-    "tar_size",
-    "mtime",
-    "link",
-    "digest",
-    "xattrs",
-    "devmajor",
-    "devminor",
-)
-
-
 def _fast_path() -> Callable[..., int] | None:
     """The C loop for plain entries (``_tarscan.c``), or None: not built, or ``IMGSCOPE_PURE_SCAN=1``.
 
@@ -88,7 +71,7 @@ def _fast_path() -> Callable[..., int] | None:
     except ImportError:  # built where no C compiler was at hand
         return None
     names = tuple(field.name for field in dataclasses.fields(Entry))
-    if names != _FAST_FIELDS:  # the C loop fills an Entry's fields in this order
+    if names != ENTRY_FIELDS:  # the C loop fills an Entry's fields in this order
         return None
     setters = tuple(getattr(Entry, name) for name in names)
     _tarscan.configure(Entry, setters, FILE, DIR, SYMLINK, ESTARGZ_NAMES, _xxh3_hex)
