@@ -525,6 +525,9 @@ def test_save_stream_scanned_by_a_helper_reads_the_same(
 ) -> None:
     """The save stream's layers relayed to a helper process (``scanproc``): same scans, and no helper left."""
     started = started_helpers
+    monkeypatch.delenv("IMGSCOPE_WORKERS", raising=False)
+    daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
+    assert not started  # by default a stream is scanned here: a helper costs more than it takes over
     monkeypatch.setenv("IMGSCOPE_WORKERS", "1")
     here = daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
     assert not started

@@ -43,11 +43,7 @@ def open_store(path: Path, options: LoadOptions) -> Store:
         try:
             stream, _ = open_decompressed(fh)
             outer = _OuterArchive(stream, f"{path}: {kind} archive")
-            # The decompression here costs as much as the scan: a helper process may scan meanwhile.
-            size = path.stat().st_size
-            return StreamStore(
-                outer, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor, expected_bytes=size
-            )
+            return StreamStore(outer, str(path), max_bytes=options.max_layer_bytes, visitor=options.visitor)
         except ImgscopeError:
             raise
         except decode_errors() as exc:
