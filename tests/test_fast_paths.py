@@ -318,6 +318,27 @@ def test_stream_member_reader_stands_aside_for_a_compressed_stream(tmp_path: Pat
         assert store._StreamMember.of(tf, member, counted) is None
 
 
+def test_counted_readinto_keeps_the_tail_that_block_at_reads_back() -> None:
+    """Reads straight into the caller's buffer, of any size, still leave the last 64 KiB readable by offset."""
+    from imgscope.sources import store
+
+    payload = bytes(range(256)) * 2048  # 512 KiB, every offset's byte known
+    for sizes in ([512] * 300, [200_000, 7, 100_000], [store._Counted.KEEP, 1, store._Counted.KEEP + 3]):
+        counted = store._Counted(io.BytesIO(payload))
+        got = bytearray()
+        for size in sizes:
+            buffer = bytearray(size)
+            n = counted.readinto(memoryview(buffer))
+            got += buffer[:n]
+        assert bytes(got) == payload[: counted.total]
+        at = counted.total - store._Counted.KEEP
+        assert counted.block_at(at, 1024) == payload[at : at + 1024]
+        # reading on past what was read, and asking for what was dropped
+        assert counted.block_at(counted.total + 10, 5) == payload[counted.total + 10 : counted.total + 15]
+        if at > 4096:
+            assert counted.block_at(0, 16) is None
+
+
 def test_a_sparse_member_of_a_compressed_archive_is_read_by_tarfile(tmp_path: Path) -> None:
     """A GNU sparse member stores fewer bytes than its size: the direct reader must not read past them."""
     import gzip

@@ -987,20 +987,40 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _remember(self, data: bytes) -> None:
+        """Keep ``data``, which ends at ``self.total``.
+
+        The kept pieces stay contiguous and cover the last ``KEEP`` bytes or more,
+        which is what ``block_at`` reads back after a member's header was passed.
+        """
+        self._tail.append((self.total - len(data), data))
+        self._kept += len(data)
+        while self._kept - len(self._tail[0][1]) >= self.KEEP:
+            self._kept -= len(self._tail.popleft()[1])
+
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         if data:
-            self._tail.append((self.total, data))
-            self._kept += len(data)
             self.total += len(data)
-            while self._kept - len(self._tail[0][1]) >= self.KEEP:
-                self._kept -= len(self._tail.popleft()[1])
+            self._remember(data)
         return data
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Straight into ``buffer`` (the scanner's): a member's bytes are copied once here, not three times.
+
+        Only the last ``KEEP`` bytes of a read are copied aside; a read that long
+        alone covers the whole tail, so nothing older is needed.
+        """
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        n = int(readinto(buffer) or 0)
+        if n:
+            self.total += n
+            self._remember(bytes(memoryview(buffer)[max(0, n - self.KEEP) : n]))
+        return n
 
     def block_at(self, offset: int, size: int) -> bytes | None:
         """``size`` bytes at ``offset`` (fewer at the end), reading on; None if no longer kept."""
