@@ -327,7 +327,7 @@ def test_warm_cache_does_not_call_save(
     def no_save(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("save was called although every layer is cached")
 
-    monkeypatch.setattr(daemon.Daemon, "_save_chunks", no_save)
+    monkeypatch.setattr(daemon.Daemon, "_save_response", no_save)
     cached = daemon.load(tag, tag, LoadOptions())
     assert "scan cache" in cached.source
     assert cached.scans == streamed.scans
@@ -404,22 +404,64 @@ def test_inspect_json_from_the_daemon(docker_client: Any, daemon_images: dict[st
     assert report["image"]["tags"] == ["imgscope-test/layers:latest"]
 
 
+class _CutSocket:
+    """The raw socket file under a save response, reset by the peer after ``limit`` bytes."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        view = memoryview(buffer)[: self._left]
+        n = int(self._raw.readinto(view) or 0)
+        self._left -= n
+        return n
+
+
+class _CutFile:
+    """The buffered socket file http.client read the headers from, over a :class:`_CutSocket`."""
+
+    def __init__(self, fp: Any, limit: int) -> None:
+        self._fp = fp
+        self.raw = _CutSocket(fp.raw, limit)
+
+    def read1(self, size: int) -> bytes:
+        return bytes(self._fp.read1(size))
+
+    def flush(self) -> None:
+        self._fp.flush()
+
+    def close(self) -> None:
+        self._fp.close()
+
+
 @pytest.mark.daemon
+@pytest.mark.parametrize("direct", [True, False], ids=["off-the-socket", "through-requests"])
 def test_stream_broken_mid_way(
-    docker_client: Any, daemon_images: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    docker_client: Any, daemon_images: dict[str, str], monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    original = daemon.Daemon._save_chunks
+    """A connection reset mid-save ends in one line naming the endpoint, whichever way the body is read."""
+    original = daemon.Daemon._save_response
+    if not direct:
+        monkeypatch.setattr("imgscope.sources.httpbody.direct_body", lambda *a, **k: None)
 
     def broken(self: daemon.Daemon, image_id: str, platform: str | None) -> Any:
-        response, chunks = original(self, image_id, platform)
+        response = original(self, image_id, platform)
+        if direct:
+            response.raw._fp.fp = _CutFile(response.raw._fp.fp, 100_000)
+        else:
+            chunks = response.iter_content(daemon.CHUNK, False)
 
-        def cut() -> Any:
-            yield next(chunks)
-            raise ConnectionResetError(104, "Connection reset by peer")
+            def cut() -> Any:
+                yield next(chunks)
+                raise ConnectionResetError(104, "Connection reset by peer")
 
-        return response, cut()
+            monkeypatch.setattr(response, "iter_content", lambda *a, **k: cut())
+        return response
 
-    monkeypatch.setattr(daemon.Daemon, "_save_chunks", broken)
+    monkeypatch.setattr(daemon.Daemon, "_save_response", broken)
     with pytest.raises(ImgscopeError, match=r"stopped sending image imgscope-test/layers mid-stream: the connection"):
         daemon.load("imgscope-test/layers", "imgscope-test/layers", LoadOptions(use_cache=False))
 
@@ -436,18 +478,23 @@ def test_platform_without_api_support_warns(docker_client: Any, daemon_images: d
 
 @pytest.mark.daemon
 def test_memory_stays_flat_while_streaming(docker_client: Any, daemon_images: dict[str, str]) -> None:
-    """The reader holds one chunk at a time: no buffer grows with the archive."""
-    seen: list[int] = []
-    original = daemon.ChunkReader.readinto
+    """The save is read off the socket into one fixed buffer: no buffer grows with the archive."""
+    from imgscope.sources.httpbody import SocketBody
 
-    def spy(self: daemon.ChunkReader, buffer: memoryview) -> int:
-        seen.append(len(self._view))
-        return original(self, buffer)
+    seen: list[tuple[int, int]] = []
+    original = SocketBody.readinto
+
+    def spy(self: SocketBody, buffer: memoryview) -> int:
+        n = original(self, buffer)
+        seen.append((len(self._buf), n))
+        return n
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(daemon.ChunkReader, "readinto", spy)
-        daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
-    assert seen and max(seen) <= 2 * daemon.CHUNK
+        mp.setattr(SocketBody, "readinto", spy)
+        image = daemon.load("imgscope-test/layers", "x", LoadOptions(use_cache=False))
+    assert seen, "the save stream was not read off the socket"
+    assert {size for size, _ in seen} == {SocketBody.BUFFER}
+    assert sum(n for _, n in seen) >= sum(s.tar_bytes for s in image.scans)
 
 
 @pytest.fixture(scope="module")
@@ -506,7 +553,7 @@ def test_podman_diff_ids_and_tar_sizes(podman_socket: str, monkeypatch: pytest.M
     docker_image = daemon.load(ref, ref, LoadOptions())
     assert [s.size for s in image.scans] == [s.size for s in docker_image.scans]
     # Warm cache: podman's history aligns too, without a save.
-    monkeypatch.setattr(daemon.Daemon, "_save_chunks", lambda *a, **k: pytest.fail("save called"))
+    monkeypatch.setattr(daemon.Daemon, "_save_response", lambda *a, **k: pytest.fail("save called"))
     cached = daemon.load(ref, "podman://" + ref, LoadOptions(), podman=True)
     assert "scan cache" in cached.source
     assert [h.empty_layer for h in cached.config.history] == [h.empty_layer for h in image.config.history]

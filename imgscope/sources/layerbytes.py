@@ -157,13 +157,13 @@ def _read_daemon(
         attrs = client.image_attrs(name, False, options.platform)
         image_id = str(attrs.get("Id") or name)
         # The daemon source has no public "save stream" call; its own helper starts the request.
-        response, chunks = client._save_chunks(image_id, options.platform)
+        response = client._save_response(image_id, options.platform)
         try:
 
             def fail(exc: BaseException) -> ImgscopeError:
                 return ImgscopeError(f"{client.endpoint.label} stopped sending image {name}: {engine.why(exc)}")
 
-            reader = io.BufferedReader(engine.ChunkReader(chunks, fail), CHUNK)
+            reader = io.BufferedReader(engine.body_reader(response, fail), CHUNK)
             try:
                 _read_tar_stream(reader, sizes, consume)
             except _read_errors() as exc:
