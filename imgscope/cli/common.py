@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -75,6 +75,40 @@ def make_console(no_color: bool, stderr: bool = False) -> Console:
     return SafeConsole(no_color=no_color, stderr=stderr, highlight=False, soft_wrap=False)
 
 
+class ProgressLine:
+    """One line of a terminal rewritten in place: "what: done/total", gone when done reaches total.
+
+    Written to the stream itself, not through the console: the console strips
+    carriage returns (it prints text taken from images), and every update then
+    ran on after the last.  A source may report many times per step (a daemon
+    stream does per socket read); only a changed line is written, and it is
+    cut to the terminal's width so that it never wraps (a wrapped line cannot
+    be rewritten).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown = ""
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        import shutil
+
+        text = f"{what}: {done}/{total}" if done < total else ""
+        text = text[: max(0, shutil.get_terminal_size().columns - 1)]
+        if text == self._shown:
+            return
+        line = "\r" + text.ljust(len(self._shown))  # spaces over what the last line had beyond this one
+        if len(text) < len(self._shown):
+            line += "\r" + text  # the cursor back at the end of the text
+        self._stream.write(line)
+        self._stream.flush()
+        self._shown = text
+
+    def clear(self) -> None:
+        """Blank the line if it shows anything: an error or Ctrl-C then starts on a clean line."""
+        self("", 1, 0)
+
+
 def load_image(
     ref: str,
     opts: SourceOptions,
@@ -94,12 +128,7 @@ def load_image(
     max_bytes = parse_size(opts.max_layer_bytes, "--max-layer-bytes") if opts.max_layer_bytes else None
     progress_cb: Callable[[str, int, int], None] | None = None
     if not quiet and sys.stderr.isatty():
-        err = make_console(False, stderr=True)
-
-        def progress_cb(what: str, done: int, total: int) -> None:
-            err.print(f"\r{what}: {done}/{total}", end="")
-            if done >= total:
-                err.print("\r" + " " * 40 + "\r", end="")
+        progress_cb = ProgressLine(sys.stderr)
 
     options = LoadOptions(
         platform=opts.platform,
@@ -114,7 +143,11 @@ def load_image(
         progress=progress_cb,
         on_layer=on_layer,
     )
-    return reference.load(ref, options)
+    try:
+        return reference.load(ref, options)
+    finally:
+        if isinstance(progress_cb, ProgressLine):
+            progress_cb.clear()
 
 
 def load_stacked(

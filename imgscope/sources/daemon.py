@@ -632,6 +632,15 @@ class Daemon:
         # A helper asked for (``IMGSCOPE_WORKERS``) starts now: the engine's seconds of preparing a
         # save hide its start.
         worker = _scan_worker() if options.visitor is None else None
+        on_bytes = None
+        if options.progress is not None and total:
+            progress = options.progress
+            mb_total = max(1, total // 1_000_000)
+
+            def on_bytes(done: int) -> None:
+                progress("reading from the daemon (MB)", min(done // 1_000_000, mb_total), mb_total)
+
+            on_bytes(0)  # shown while the engine prepares the save, seconds before its first byte
         try:
             response = self._save_response(image_id, options.platform)
         except BaseException as exc:
@@ -646,14 +655,6 @@ class Daemon:
         def fail(exc: BaseException) -> ImgscopeError:
             reason = "the image was removed" if self._image_gone(image_id) else why(exc)
             return ImgscopeError(f"{self.endpoint.label} stopped sending image {name} mid-stream: {reason}")
-
-        on_bytes = None
-        if options.progress is not None and total:
-            progress = options.progress
-            mb_total = max(1, total // 1_000_000)
-
-            def on_bytes(done: int) -> None:
-                progress("reading from the daemon (MB)", min(done // 1_000_000, mb_total), mb_total)
 
         reader = body_reader(response, fail, on_bytes)
         label = f"image {name} from {self.endpoint.url}"
