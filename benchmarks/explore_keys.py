@@ -90,9 +90,9 @@ def main() -> int:
     for label, values in timings.items():
         walls = [w for w, _c in values]
         cpus = [c for _w, c in values]
-        print(
-            f"  {label:<26} {max(walls):7.1f} {sum(walls) / len(walls):7.1f} | {max(cpus):7.1f} {sum(cpus) / len(cpus):7.1f}"
-        )
+        wall_mean = sum(walls) / len(walls)
+        cpu_mean = sum(cpus) / len(cpus)
+        print(f"  {label:<26} {max(walls):7.1f} {wall_mean:7.1f} | {max(cpus):7.1f} {cpu_mean:7.1f}")
     if hasattr(os, "getloadavg"):
         print(f"  load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0

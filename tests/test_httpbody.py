@@ -47,8 +47,21 @@ def read_all(body: SocketBody, size: int = 1 << 20) -> bytes:
         out += buffer[:n]
 
 
-def serve(wire: bytes, pieces: int = 1, close: bool = False, head: bytes = b"") -> tuple[Any, socket.socket]:
-    """A socket file whose peer sent ``head`` + ``wire`` in ``pieces`` sends, keeping the connection open."""
+class Peer:
+    """The sending end of a socket pair, on its own thread."""
+
+    def __init__(self, theirs: socket.socket, thread: threading.Thread) -> None:
+        self._socket = theirs
+        self._thread = thread
+
+    def close(self) -> None:
+        """Close once every byte was sent: the reader may stop before the last send returns."""
+        self._thread.join(5)
+        self._socket.close()
+
+
+def serve(wire: bytes, pieces: int = 1, close: bool = False, head: bytes = b"") -> tuple[Any, Peer]:
+    """A socket file whose peer sends ``head`` + ``wire`` in ``pieces`` sends, keeping the connection open."""
     ours, theirs = socket.socketpair()
     ours.settimeout(5)
 
@@ -60,11 +73,12 @@ def serve(wire: bytes, pieces: int = 1, close: bool = False, head: bytes = b"") 
         if close:
             theirs.close()
 
-    threading.Thread(target=send, daemon=True).start()
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
     fp = ours.makefile("rb")
     if head:
         assert fp.readline() == head  # the headers were read through the buffered file, as http.client does
-    return fp, theirs
+    return fp, Peer(theirs, thread)
 
 
 PAYLOAD = random.Random(18).randbytes(3 << 20)
