@@ -659,7 +659,9 @@ class Daemon:
         reader = body_reader(response, fail, on_bytes)
         label = f"image {name} from {self.endpoint.url}"
         try:
-            stream = io.BufferedReader(reader, CHUNK)
+            # Off a socket, the body is read where it is scanned, without a buffer or thread on top.
+            direct = not isinstance(reader, ChunkReader)
+            stream = reader if direct else io.BufferedReader(reader, CHUNK)
             # DiffIDs are hashed only when something rests on them (--verify, cached scans); else the
             # engine's are taken, as for archives (issue 8: SHA-256 was the stream's bottleneck).
             hashed = options.verify or options.check_diff_ids or (options.use_cache and options.visitor is None)
@@ -670,6 +672,7 @@ class Daemon:
                 visitor=options.visitor,
                 diff_ids=hashed,
                 worker=worker,
+                prefetch=not direct,
             )
         except ImgscopeError as exc:
             if not reader.finished or not self._image_gone(image_id):
@@ -805,7 +808,11 @@ class Daemon:
             return ImgscopeError(f"{self.endpoint.label} stopped sending image {image_id} mid-stream: {why(exc)}")
 
         try:
-            StreamStore(io.BufferedReader(body_reader(response, fail), CHUNK), f"image {image_id}", visitor=visitor)
+            body = body_reader(response, fail)
+            if isinstance(body, ChunkReader):
+                StreamStore(io.BufferedReader(body, CHUNK), f"image {image_id}", visitor=visitor)
+            else:
+                StreamStore(body, f"image {image_id}", visitor=visitor, prefetch=False)
         finally:
             response.close()
         return found[0] if found else None
