@@ -164,28 +164,41 @@ class _Server(http.server.ThreadingHTTPServer):
         """A client that closes before the body ends (as the test does) is expected."""
 
 
-@pytest.fixture(scope="module")
-def loopback() -> Iterator[str]:
+@pytest.fixture(scope="module", params=["http", "https"])
+def loopback(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """A loopback server, plain or TLS (a daemon behind ``tcp://...:2376`` with ``--tlsverify``): (url, verify)."""
     server = _Server(("127.0.0.1", 0), _Handler)
+    verify: Any = True
+    if request.param == "https":
+        import ssl
+
+        from tests.registryserver import make_ca
+
+        ca, cert, key = make_ca(tmp_path_factory.mktemp("tls"))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        verify = str(ca)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"{request.param}://127.0.0.1:{server.server_address[1]}", verify
     server.shutdown()
     server.server_close()
 
 
 @pytest.mark.parametrize("path", ["/chunked", "/length"])
-def test_a_requests_response_is_taken_over_unread(loopback: str, path: str) -> None:
+def test_a_requests_response_is_taken_over_unread(loopback: tuple[str, Any], path: str) -> None:
     import requests
 
+    url, verify = loopback
     with requests.Session() as session:
-        response = session.get(loopback + path, stream=True, timeout=5)
+        response = session.get(url + path, stream=True, timeout=5, verify=verify)
         body = direct_body(response, fail)
         assert body is not None
         assert read_all(body) == PAYLOAD
         response.close()
         # Once requests has read from a body, it is left to requests.
-        started = session.get(loopback + path, stream=True, timeout=5)
+        started = session.get(url + path, stream=True, timeout=5, verify=verify)
         first = next(started.iter_content(10, False))
         assert direct_body(started, fail) is None
         assert first == PAYLOAD[:10]
