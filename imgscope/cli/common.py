@@ -8,6 +8,7 @@ user can cause (:class:`ImgscopeError`) print one line on stderr and exit 2;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import types
@@ -81,20 +82,36 @@ class ProgressLine:
     Written to the stream itself, not through the console: the console strips
     carriage returns (it prints text taken from images), and every update then
     ran on after the last.  A source may report many times per step (a daemon
-    stream does per socket read); only a changed line is written, and it is
-    cut to the terminal's width so that it never wraps (a wrapped line cannot
-    be rewritten).
+    stream does per socket read): a repeated report costs one comparison, and
+    only a changed line is written, cut to the stream's width (taken once) so
+    that it never wraps (a wrapped line cannot be rewritten).
     """
 
     def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._shown = ""
-
-    def __call__(self, what: str, done: int, total: int) -> None:
+        import os
         import shutil
 
-        text = f"{what}: {done}/{total}" if done < total else ""
-        text = text[: max(0, shutil.get_terminal_size().columns - 1)]
+        self._stream = stream
+        self._shown = ""
+        self._last: tuple[str, int, int] | None = None
+        columns = shutil.get_terminal_size().columns  # COLUMNS, else stdout's terminal, else 80
+        if not os.environ.get("COLUMNS", "").isdigit():
+            with contextlib.suppress(OSError, ValueError):
+                columns = os.get_terminal_size(stream.fileno()).columns  # stdout may be a pipe
+        self._width = max(0, columns - 1)
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if (what, done, total) == self._last:
+            return
+        self._last = (what, done, total)
+        self._show(f"{what}: {done}/{total}"[: self._width] if done < total else "")
+
+    def clear(self) -> None:
+        """Blank the line if it shows anything: an error or Ctrl-C then starts on a clean line."""
+        self._last = None
+        self._show("")
+
+    def _show(self, text: str) -> None:
         if text == self._shown:
             return
         line = "\r" + text.ljust(len(self._shown))  # spaces over what the last line had beyond this one
@@ -103,10 +120,6 @@ class ProgressLine:
         self._stream.write(line)
         self._stream.flush()
         self._shown = text
-
-    def clear(self) -> None:
-        """Blank the line if it shows anything: an error or Ctrl-C then starts on a clean line."""
-        self("", 1, 0)
 
 
 def load_image(

@@ -50,6 +50,7 @@ from imgscope.sources.common import LoadOptions, parse_config
 if TYPE_CHECKING:
     from imgscope.sources.httpbody import SocketBody
     from imgscope.sources.scanproc import ScanWorker
+    from imgscope.sources.store import StreamStore
 
 DOCKER = "docker"
 PODMAN = "podman"
@@ -312,6 +313,20 @@ def body_reader(
     if direct is not None:
         return direct
     return ChunkReader(response.iter_content(CHUNK, False), fail, on_bytes)
+
+
+def _stream_store(body: ChunkReader | SocketBody, label: str, **options: Any) -> StreamStore:
+    """A save stream read whole by a :class:`StreamStore` (``options`` are its own).
+
+    Off a socket, the body is read where it is scanned, with no buffer or
+    read-ahead thread on top: the kernel's socket buffer takes what the engine
+    sends meanwhile.  Chunk by chunk through requests, both stay.
+    """
+    from imgscope.sources.store import StreamStore
+
+    if isinstance(body, ChunkReader):
+        return StreamStore(io.BufferedReader(body, CHUNK), label, **options)
+    return StreamStore(body, label, prefetch=False, **options)
 
 
 # --------------------------------------------------------------------------- containers (facts)
@@ -625,7 +640,6 @@ class Daemon:
 
         from imgscope.sources.archive import plan_store
         from imgscope.sources.common import load_plan
-        from imgscope.sources.store import StreamStore
 
         image_id = str(attrs.get("Id") or name)
         total = int(attrs.get("Size") or 0)
@@ -659,20 +673,16 @@ class Daemon:
         reader = body_reader(response, fail, on_bytes)
         label = f"image {name} from {self.endpoint.url}"
         try:
-            # Off a socket, the body is read where it is scanned, without a buffer or thread on top.
-            direct = not isinstance(reader, ChunkReader)
-            stream = reader if direct else io.BufferedReader(reader, CHUNK)
             # DiffIDs are hashed only when something rests on them (--verify, cached scans); else the
             # engine's are taken, as for archives (issue 8: SHA-256 was the stream's bottleneck).
             hashed = options.verify or options.check_diff_ids or (options.use_cache and options.visitor is None)
-            store = StreamStore(
-                stream,
+            store = _stream_store(
+                reader,
                 label,
                 max_bytes=options.max_layer_bytes,
                 visitor=options.visitor,
                 diff_ids=hashed,
                 worker=worker,
-                prefetch=not direct,
             )
         except ImgscopeError as exc:
             if not reader.finished or not self._image_gone(image_id):
@@ -773,8 +783,6 @@ class Daemon:
         """
         from docker.errors import DockerException
 
-        from imgscope.sources.store import StreamStore
-
         found: list[FileContent] = []
 
         def visitor(entry_path: str, size: int) -> Callable[[memoryview], None] | None:
@@ -808,11 +816,7 @@ class Daemon:
             return ImgscopeError(f"{self.endpoint.label} stopped sending image {image_id} mid-stream: {why(exc)}")
 
         try:
-            body = body_reader(response, fail)
-            if isinstance(body, ChunkReader):
-                StreamStore(io.BufferedReader(body, CHUNK), f"image {image_id}", visitor=visitor)
-            else:
-                StreamStore(body, f"image {image_id}", visitor=visitor, prefetch=False)
+            _stream_store(body_reader(response, fail), f"image {image_id}", visitor=visitor)
         finally:
             response.close()
         return found[0] if found else None
